@@ -1,0 +1,277 @@
+// The arithmetic of fused tensor statistics, written once for host and device.
+//
+// Everything here is a free function with internal linkage (FS_FN): the CPU kernel
+// is compiled once per instruction set (baseline and AVX2) and the linker must never
+// pick the AVX2 copy of an inline helper for the baseline path, which `static`
+// guarantees. No member functions, no std:: containers: this compiles under nvcc.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define FS_FN static __host__ __device__ __forceinline__
+#else
+#define FS_FN static inline
+#endif
+
+#define FS_PRAGMA(x) _Pragma(#x)
+#if defined(_OPENMP) && !defined(__CUDA_ARCH__)
+#define FS_SIMD_REDUCE(clauses) FS_PRAGMA(omp simd clauses)
+#else
+#define FS_SIMD_REDUCE(clauses)
+#endif
+
+namespace fusedstats {
+
+// Codes Python passes for the element type of a tensor.
+enum DType : int32_t { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+
+// Columns of one row of the output buffer, in this order. Python mirrors it as
+// fusedstats.kernels.COLUMNS; tests check the two agree.
+enum Column : int32_t {
+  kNumel = 0,
+  kNNan,
+  kNInf,
+  kNZero,
+  kNFinite,
+  kSum,
+  kMean,
+  kVar,
+  kVarPop,
+  kStd,
+  kMin,
+  kMax,
+  kAbsMax,
+  kL1,
+  kNorm,
+  kNDormantRows,
+  kNumColumns
+};
+
+// Mergeable state of any set of elements. Moments are (n, mean, M2) merged with
+// Chan's formula; sum, l1 and sum of squares are kept as plain sums, because the
+// user reads them and n*mean would lose the last digits of a sum near zero.
+struct Partial {
+  int64_t numel;
+  int64_t n_nan;
+  int64_t n_inf;
+  int64_t n_zero;
+  int64_t n_finite;
+  int64_t n_dormant;  // rows of a 2-D weight whose mean |w| is under the threshold
+  double sum;
+  double l1;
+  double sumsq;
+  double mean;
+  double m2;
+  double min;
+  double max;
+};
+
+constexpr double kMaxFinite = 1.7976931348623157e308;
+
+FS_FN double fs_inf() { return HUGE_VAL; }
+FS_FN double fs_nan() { return NAN; }
+
+FS_FN Partial partial_empty() {
+  Partial p;
+  p.numel = p.n_nan = p.n_inf = p.n_zero = p.n_finite = p.n_dormant = 0;
+  p.sum = p.l1 = p.sumsq = p.mean = p.m2 = 0.0;
+  p.min = fs_inf();
+  p.max = -fs_inf();
+  return p;
+}
+
+// a <- a ∪ b. Chan et al.: delta = mean_b - mean_a, M2 = M2_a + M2_b + delta² n_a n_b / n.
+// Merge order is fixed by the callers, so the result is bit-identical run to run.
+FS_FN void partial_merge(Partial& a, const Partial& b) {
+  a.numel += b.numel;
+  a.n_nan += b.n_nan;
+  a.n_inf += b.n_inf;
+  a.n_zero += b.n_zero;
+  a.n_dormant += b.n_dormant;
+  if (b.n_finite == 0) return;
+  if (a.n_finite == 0) {
+    a.n_finite = b.n_finite;
+    a.sum = b.sum;
+    a.l1 = b.l1;
+    a.sumsq = b.sumsq;
+    a.mean = b.mean;
+    a.m2 = b.m2;
+    a.min = b.min;
+    a.max = b.max;
+    return;
+  }
+  const int64_t n = a.n_finite + b.n_finite;
+  const double delta = b.mean - a.mean;
+  const double frac_b = static_cast<double>(b.n_finite) / static_cast<double>(n);
+  a.mean += delta * frac_b;
+  a.m2 += b.m2 + delta * delta * static_cast<double>(a.n_finite) * frac_b;
+  a.sum += b.sum;
+  a.l1 += b.l1;
+  a.sumsq += b.sumsq;
+  a.min = b.min < a.min ? b.min : a.min;
+  a.max = b.max > a.max ? b.max : a.max;
+  a.n_finite = n;
+}
+
+// ---- element loads: every supported dtype widened to double -------------------
+
+FS_FN float fs_bits_to_float(uint32_t bits) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(bits);
+#else
+  float f;
+  __builtin_memcpy(&f, &bits, sizeof f);
+  return f;
+#endif
+}
+
+// bfloat16 is the upper half of a float32: exact, and a shift the compiler vectorizes.
+FS_FN double load_bf16(uint16_t h) { return fs_bits_to_float(static_cast<uint32_t>(h) << 16); }
+
+// IEEE half -> float without branches (vectorizes; F16C is used when the target has it).
+// Normal and subnormal halves: place exponent+mantissa in a float and rescale by
+// 2^112 (= 2^(127-15)), which renormalizes subnormals exactly. Inf/NaN: force the
+// exponent to all ones, keeping the mantissa (so NaN stays NaN).
+FS_FN double load_f16(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t em = static_cast<uint32_t>(h & 0x7fffu);
+  const float scaled = fs_bits_to_float(em << 13) * 5.192296858534828e33f;  // 2^112
+  uint32_t bits;
+#if defined(__CUDA_ARCH__)
+  bits = __float_as_uint(scaled);
+#else
+  __builtin_memcpy(&bits, &scaled, sizeof bits);
+#endif
+  bits = em >= 0x7c00u ? (0x7f800000u | (em << 13)) : bits;
+  return static_cast<double>(fs_bits_to_float(bits | sign));
+}
+
+template <int32_t D>
+struct Elem;
+template <>
+struct Elem<kFloat32> {
+  using T = float;
+  FS_FN double load(T v) { return static_cast<double>(v); }
+};
+template <>
+struct Elem<kFloat64> {
+  using T = double;
+  FS_FN double load(T v) { return v; }
+};
+template <>
+struct Elem<kFloat16> {
+  using T = uint16_t;
+  FS_FN double load(T v) { return load_f16(v); }
+};
+template <>
+struct Elem<kBFloat16> {
+  using T = uint16_t;
+  FS_FN double load(T v) { return load_bf16(v); }
+};
+
+// ---- statistics of one small tile of widened values ----------------------------
+
+// Fast path: assumes every value is finite and checks afterwards. One sweep for
+// sum/l1/min/max/zeros, then Σ(x - mean)² over the same tile, which is still in L1
+// (CPU) or in registers (GPU): a two-pass variance that costs no extra memory traffic.
+// Returns false when a NaN/Inf was present (Σ|x| is then not finite) or Σ|x|
+// overflowed; the caller then uses tile_stats_slow on the same tile.
+//
+// `omp simd reduction` lets the compiler keep one accumulator per vector lane (GCC
+// does not vectorize a ternary min/max or a double sum without it). The lane count,
+// hence the summation order, is fixed per compiled copy, so results are bit-identical
+// at any thread count; the AVX2 and SSE2 copies may differ in the last bit.
+FS_FN bool tile_stats_fast(const double* v, int64_t n, Partial& t) {
+  double s = 0.0, a = 0.0, z = 0.0, lo = fs_inf(), hi = -fs_inf();
+  FS_SIMD_REDUCE(reduction(+ : s, a, z) reduction(min : lo) reduction(max : hi))
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = v[i];
+    s += x;
+    a += fabs(x);
+    z += x == 0.0 ? 1.0 : 0.0;
+    lo = x < lo ? x : lo;
+    hi = x > hi ? x : hi;
+  }
+  if (!(a <= kMaxFinite)) return false;  // NaN or Inf seen
+  const double mean = s / static_cast<double>(n);
+  double m = 0.0;
+  FS_SIMD_REDUCE(reduction(+ : m))
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = v[i] - mean;
+    m += d * d;
+  }
+  t.numel = n;
+  t.n_nan = t.n_inf = t.n_dormant = 0;
+  t.n_zero = static_cast<int64_t>(z);
+  t.n_finite = n;
+  t.sum = s;
+  t.l1 = a;
+  t.mean = mean;
+  t.m2 = m;
+  t.sumsq = m + s * mean;  // Σx² = M2 + n·mean²: two non-negative terms, no cancellation
+  t.min = lo;
+  t.max = hi;
+  return true;
+}
+
+// Slow path for a tile holding NaN/Inf (rare): plain scalar code over finite values.
+FS_FN void tile_stats_slow(const double* v, int64_t n, Partial& t) {
+  t = partial_empty();
+  t.numel = n;
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = v[i];
+    if (x != x) {
+      ++t.n_nan;
+    } else if (fabs(x) > kMaxFinite) {
+      ++t.n_inf;
+    } else {
+      ++t.n_finite;
+      t.sum += x;
+      t.l1 += fabs(x);
+      t.n_zero += x == 0.0 ? 1 : 0;
+      t.min = x < t.min ? x : t.min;
+      t.max = x > t.max ? x : t.max;
+    }
+  }
+  if (t.n_finite == 0) return;
+  t.mean = t.sum / static_cast<double>(t.n_finite);
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = v[i];
+    if (x == x && fabs(x) <= kMaxFinite) {
+      const double d = x - t.mean;
+      t.m2 += d * d;
+    }
+  }
+  t.sumsq = t.m2 + t.sum * t.mean;
+}
+
+FS_FN void tile_stats(const double* v, int64_t n, Partial& t) {
+  if (!tile_stats_fast(v, n, t)) tile_stats_slow(v, n, t);
+}
+
+// ---- the output row ------------------------------------------------------------
+
+FS_FN void partial_finalize(const Partial& p, double* row) {
+  const double nf = static_cast<double>(p.n_finite);
+  const bool any = p.n_finite > 0;
+  row[kNumel] = static_cast<double>(p.numel);
+  row[kNNan] = static_cast<double>(p.n_nan);
+  row[kNInf] = static_cast<double>(p.n_inf);
+  row[kNZero] = static_cast<double>(p.n_zero);
+  row[kNFinite] = nf;
+  row[kSum] = p.sum;
+  row[kMean] = any ? p.mean : fs_nan();
+  row[kVar] = p.n_finite >= 2 ? p.m2 / (nf - 1.0) : fs_nan();
+  row[kVarPop] = any ? p.m2 / nf : fs_nan();
+  row[kStd] = p.n_finite >= 2 ? sqrt(p.m2 / (nf - 1.0)) : fs_nan();
+  row[kMin] = any ? p.min : fs_nan();
+  row[kMax] = any ? p.max : fs_nan();
+  row[kAbsMax] = any ? (fabs(p.min) > fabs(p.max) ? fabs(p.min) : fabs(p.max)) : fs_nan();
+  row[kL1] = p.l1;
+  row[kNorm] = sqrt(p.sumsq);
+  row[kNDormantRows] = static_cast<double>(p.n_dormant);
+}
+
+}  // namespace fusedstats

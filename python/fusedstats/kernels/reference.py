@@ -1,0 +1,97 @@
+"""The pure-torch reference: what the fused kernels must compute, in plain float64 code.
+
+Short and obvious on purpose; tests compare the kernels against it, benchmarks race
+it, and CUDA tensors fall back to it when fusedstats._cuda is not built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .columns import COLUMN_INDEX, COLUMNS, FIELDS
+
+
+def _as_torch(x: Any) -> Any:
+    import torch
+
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    return x
+
+
+def _row(x: Any, row_len: int, dormant_threshold: float) -> list[float]:
+    """One buffer row for the flat float64 tensor ``x``."""
+    import torch
+
+    finite_mask = torch.isfinite(x)
+    f = x[finite_mask]
+    n = f.numel()
+    nan = math.nan
+    out = dict.fromkeys(COLUMNS, nan)
+    out["numel"] = float(x.numel())
+    out["n_nan"] = float(torch.isnan(x).sum())
+    out["n_inf"] = float(torch.isinf(x).sum())
+    out["n_zero"] = float((f == 0).sum())
+    out["n_finite"] = float(n)
+    out["sum"] = float(f.sum())
+    out["l1"] = float(f.abs().sum())
+    out["norm"] = float(torch.sqrt((f * f).sum()))
+    if n >= 1:
+        out["mean"] = float(f.mean())
+        out["var_pop"] = float(f.var(correction=0))
+        out["min"] = float(f.min())
+        out["max"] = float(f.max())
+        out["abs_max"] = float(f.abs().max())
+    if n >= 2:
+        out["var"] = float(f.var(correction=1))
+        out["std"] = float(f.std(correction=1))
+    out["n_dormant_rows"] = 0.0
+    if row_len > 0 and x.numel() > 0:
+        rows = torch.where(finite_mask, x.abs(), torch.zeros_like(x)).reshape(-1, row_len)
+        out["n_dormant_rows"] = float((rows.sum(dim=1) / row_len < dormant_threshold).sum())
+    return [out[c] for c in COLUMNS]
+
+
+def stats_buffer(
+    tensors: Sequence[Any],
+    row_lens: Sequence[int] | None = None,
+    dormant_threshold: float = 0.0,
+) -> Any:
+    """The ``[n + 1, NUM_COLUMNS]`` float64 buffer of the fused kernel, last row global.
+
+    Computed on the inputs' device (CPU for numpy inputs).
+
+    Example:
+        >>> import torch
+        >>> buf = stats_buffer([torch.tensor([1.0, -3.0]), torch.tensor([float("inf")])])
+        >>> buf[-1, COLUMN_INDEX["abs_max"]].item(), buf[-1, COLUMN_INDEX["n_inf"]].item()
+        (3.0, 1.0)
+    """
+    import torch
+
+    flats = [_as_torch(t).detach().reshape(-1).to(torch.float64) for t in tensors]
+    device = flats[0].device if flats else torch.device("cpu")
+    lens = list(row_lens) if row_lens is not None else [0] * len(flats)
+    rows = [_row(x, r, dormant_threshold) for x, r in zip(flats, lens, strict=True)]
+    everything = torch.cat(flats) if flats else torch.zeros(0, dtype=torch.float64, device=device)
+    global_row = _row(everything, 0, dormant_threshold)
+    global_row[COLUMN_INDEX["n_dormant_rows"]] = float(
+        sum(r[COLUMN_INDEX["n_dormant_rows"]] for r in rows)
+    )
+    return torch.tensor([*rows, global_row], dtype=torch.float64, device=device)
+
+
+def tensor_stats(tensors: Sequence[Any]) -> dict[str, float]:
+    """Global statistics of ``tensors`` as a dict (the reference of ``TensorStats.global_``).
+
+    Example:
+        >>> import torch
+        >>> tensor_stats([torch.tensor([3.0, 4.0])])["norm"]
+        5.0
+    """
+    row = stats_buffer(tensors)[-1].tolist()
+    return {name: row[COLUMN_INDEX[name]] for name in FIELDS}
