@@ -73,9 +73,8 @@ __device__ __forceinline__ void block_merge(Partial& p) {
 
 template <int32_t D>
 __device__ __forceinline__ void add_scalar(const typename Elem<D>::T* p, int64_t i, Partial& acc) {
-  const double v = Elem<D>::load(p[i]);
   Partial t;
-  tile_stats(&v, 1, t);
+  tile_stats<D>(p + i, 1, t);
   partial_merge(acc, t);
 }
 
@@ -96,11 +95,8 @@ __device__ void span_stats(const typename Elem<D>::T* p, int64_t len, Partial& a
     const uint4 raw = __ldg(vec + i);
     T vals[kVec];
     memcpy(vals, &raw, sizeof raw);
-    double v[kVec];
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) v[j] = Elem<D>::load(vals[j]);
     Partial t;
-    tile_stats(v, kVec, t);
+    tile_stats<D>(vals, kVec, t);
     partial_merge(acc, t);
   }
   for (int64_t i = head + n_vec * kVec + threadIdx.x; i < len; i += kThreads) add_scalar<D>(p, i, acc);

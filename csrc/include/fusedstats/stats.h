@@ -16,8 +16,12 @@
 #endif
 
 #define FS_PRAGMA(x) _Pragma(#x)
+
 #if defined(_OPENMP) && !defined(__CUDA_ARCH__)
-#define FS_SIMD_REDUCE(clauses) FS_PRAGMA(omp simd clauses)
+#ifndef FS_SIMDLEN
+#define FS_SIMDLEN 8
+#endif
+#define FS_SIMD_REDUCE(clauses) FS_PRAGMA(omp simd simdlen(FS_SIMDLEN) clauses)
 #else
 #define FS_SIMD_REDUCE(clauses)
 #endif
@@ -128,13 +132,13 @@ FS_FN float fs_bits_to_float(uint32_t bits) {
 }
 
 // bfloat16 is the upper half of a float32: exact, and a shift the compiler vectorizes.
-FS_FN double load_bf16(uint16_t h) { return fs_bits_to_float(static_cast<uint32_t>(h) << 16); }
+FS_FN float load_bf16(uint16_t h) { return fs_bits_to_float(static_cast<uint32_t>(h) << 16); }
 
 // IEEE half -> float without branches (vectorizes; F16C is used when the target has it).
 // Normal and subnormal halves: place exponent+mantissa in a float and rescale by
 // 2^112 (= 2^(127-15)), which renormalizes subnormals exactly. Inf/NaN: force the
 // exponent to all ones, keeping the mantissa (so NaN stays NaN).
-FS_FN double load_f16(uint16_t h) {
+FS_FN float load_f16(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t em = static_cast<uint32_t>(h & 0x7fffu);
   const float scaled = fs_bits_to_float(em << 13) * 5.192296858534828e33f;  // 2^112
@@ -145,61 +149,77 @@ FS_FN double load_f16(uint16_t h) {
   __builtin_memcpy(&bits, &scaled, sizeof bits);
 #endif
   bits = em >= 0x7c00u ? (0x7f800000u | (em << 13)) : bits;
-  return static_cast<double>(fs_bits_to_float(bits | sign));
+  return fs_bits_to_float(bits | sign);
 }
 
+// Elem<D>::T is the stored type; N the narrowest type that holds every value exactly
+// (float for all 16/32-bit inputs). Comparisons (min, max, zero) run in N — for
+// float32 that is 8 lanes per AVX2 op instead of 4 — and sums in double.
 template <int32_t D>
 struct Elem;
 template <>
 struct Elem<kFloat32> {
   using T = float;
-  FS_FN double load(T v) { return static_cast<double>(v); }
+  using N = float;
+  FS_FN N load(T v) { return v; }
 };
 template <>
 struct Elem<kFloat64> {
   using T = double;
-  FS_FN double load(T v) { return v; }
+  using N = double;
+  FS_FN N load(T v) { return v; }
 };
 template <>
 struct Elem<kFloat16> {
   using T = uint16_t;
-  FS_FN double load(T v) { return load_f16(v); }
+  using N = float;
+  FS_FN N load(T v) { return load_f16(v); }
 };
 template <>
 struct Elem<kBFloat16> {
   using T = uint16_t;
-  FS_FN double load(T v) { return load_bf16(v); }
+  using N = float;
+  FS_FN N load(T v) { return load_bf16(v); }
 };
 
-// ---- statistics of one small tile of widened values ----------------------------
+// ---- statistics of one small tile --------------------------------------------
 
 // Fast path: assumes every value is finite and checks afterwards. One sweep for
 // sum/l1/min/max/zeros, then Σ(x - mean)² over the same tile, which is still in L1
-// (CPU) or in registers (GPU): a two-pass variance that costs no extra memory traffic.
+// (CPU: 1024 elements) or in registers (GPU: one 16-byte load): a two-pass variance
+// that costs no extra memory traffic. Elements are widened to double as they are
+// read, in both sweeps (re-widening is cheaper than storing a widened copy).
 // Returns false when a NaN/Inf was present (Σ|x| is then not finite) or Σ|x|
 // overflowed; the caller then uses tile_stats_slow on the same tile.
 //
-// `omp simd reduction` lets the compiler keep one accumulator per vector lane (GCC
-// does not vectorize a ternary min/max or a double sum without it). The lane count,
-// hence the summation order, is fixed per compiled copy, so results are bit-identical
-// at any thread count; the AVX2 and SSE2 copies may differ in the last bit.
-FS_FN bool tile_stats_fast(const double* v, int64_t n, Partial& t) {
-  double s = 0.0, a = 0.0, z = 0.0, lo = fs_inf(), hi = -fs_inf();
+// `omp simd reduction` lets the compiler keep accumulators per vector lane (GCC does
+// not vectorize a ternary min/max or a double sum without it); FS_SIMDLEN lanes
+// (set per compiled copy) give several independent add chains, so the loop is not
+// bound by the 4-cycle add latency. The lane count, hence the summation order, is
+// fixed per compiled copy, so results are bit-identical at any thread count; the
+// AVX2 and SSE2 copies may differ in the last bit.
+template <int32_t D>
+FS_FN bool tile_stats_fast(const typename Elem<D>::T* v, int64_t n, Partial& t) {
+  using N = typename Elem<D>::N;
+  double s = 0.0, a = 0.0;
+  N lo = static_cast<N>(fs_inf()), hi = static_cast<N>(-fs_inf());
+  int32_t z = 0;  // a tile is at most a few thousand elements
   FS_SIMD_REDUCE(reduction(+ : s, a, z) reduction(min : lo) reduction(max : hi))
   for (int64_t i = 0; i < n; ++i) {
-    const double x = v[i];
+    const N xn = Elem<D>::load(v[i]);
+    const double x = static_cast<double>(xn);
     s += x;
     a += fabs(x);
-    z += x == 0.0 ? 1.0 : 0.0;
-    lo = x < lo ? x : lo;
-    hi = x > hi ? x : hi;
+    z += xn == N(0) ? 1 : 0;
+    lo = xn < lo ? xn : lo;
+    hi = xn > hi ? xn : hi;
   }
   if (!(a <= kMaxFinite)) return false;  // NaN or Inf seen
   const double mean = s / static_cast<double>(n);
   double m = 0.0;
   FS_SIMD_REDUCE(reduction(+ : m))
   for (int64_t i = 0; i < n; ++i) {
-    const double d = v[i] - mean;
+    const double d = static_cast<double>(Elem<D>::load(v[i])) - mean;
     m += d * d;
   }
   t.numel = n;
@@ -211,17 +231,18 @@ FS_FN bool tile_stats_fast(const double* v, int64_t n, Partial& t) {
   t.mean = mean;
   t.m2 = m;
   t.sumsq = m + s * mean;  // Σx² = M2 + n·mean²: two non-negative terms, no cancellation
-  t.min = lo;
-  t.max = hi;
+  t.min = static_cast<double>(lo);
+  t.max = static_cast<double>(hi);
   return true;
 }
 
 // Slow path for a tile holding NaN/Inf (rare): plain scalar code over finite values.
-FS_FN void tile_stats_slow(const double* v, int64_t n, Partial& t) {
+template <int32_t D>
+FS_FN void tile_stats_slow(const typename Elem<D>::T* v, int64_t n, Partial& t) {
   t = partial_empty();
   t.numel = n;
   for (int64_t i = 0; i < n; ++i) {
-    const double x = v[i];
+    const double x = static_cast<double>(Elem<D>::load(v[i]));
     if (x != x) {
       ++t.n_nan;
     } else if (fabs(x) > kMaxFinite) {
@@ -238,7 +259,7 @@ FS_FN void tile_stats_slow(const double* v, int64_t n, Partial& t) {
   if (t.n_finite == 0) return;
   t.mean = t.sum / static_cast<double>(t.n_finite);
   for (int64_t i = 0; i < n; ++i) {
-    const double x = v[i];
+    const double x = static_cast<double>(Elem<D>::load(v[i]));
     if (x == x && fabs(x) <= kMaxFinite) {
       const double d = x - t.mean;
       t.m2 += d * d;
@@ -247,8 +268,9 @@ FS_FN void tile_stats_slow(const double* v, int64_t n, Partial& t) {
   t.sumsq = t.m2 + t.sum * t.mean;
 }
 
-FS_FN void tile_stats(const double* v, int64_t n, Partial& t) {
-  if (!tile_stats_fast(v, n, t)) tile_stats_slow(v, n, t);
+template <int32_t D>
+FS_FN void tile_stats(const typename Elem<D>::T* v, int64_t n, Partial& t) {
+  if (!tile_stats_fast<D>(v, n, t)) tile_stats_slow<D>(v, n, t);
 }
 
 // ---- the output row ------------------------------------------------------------
