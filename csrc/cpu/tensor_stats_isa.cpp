@@ -66,9 +66,9 @@ static void span_stats(const typename Elem<D>::T* p, int64_t len, Partial& acc) 
       } else {
         bf16_to_floats(p + off, n, widened);
       }
-      tile_stats<kFloat32>(widened, n, tile);
+      tile_stats<kFloat32>(widened, n, shift_for(acc), tile);
     } else {
-      tile_stats<D>(p + off, n, tile);
+      tile_stats<D>(p + off, n, shift_for(acc), tile);
     }
     partial_merge(acc, tile);
   }

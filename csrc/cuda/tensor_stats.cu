@@ -42,6 +42,7 @@ __device__ __forceinline__ Partial shfl_down(const Partial& p, int offset) {
   o.sum = __shfl_down_sync(kAll, p.sum, offset);
   o.l1 = __shfl_down_sync(kAll, p.l1, offset);
   o.sumsq = __shfl_down_sync(kAll, p.sumsq, offset);
+  o.shift = __shfl_down_sync(kAll, p.shift, offset);
   o.mean = __shfl_down_sync(kAll, p.mean, offset);
   o.m2 = __shfl_down_sync(kAll, p.m2, offset);
   o.min = __shfl_down_sync(kAll, p.min, offset);
@@ -74,7 +75,7 @@ __device__ __forceinline__ void block_merge(Partial& p) {
 template <int32_t D>
 __device__ __forceinline__ void add_scalar(const typename Elem<D>::T* p, int64_t i, Partial& acc) {
   Partial t;
-  tile_stats<D>(p + i, 1, t);
+  tile_stats<D>(p + i, 1, shift_for(acc), t);
   partial_merge(acc, t);
 }
 
@@ -96,7 +97,7 @@ __device__ void span_stats(const typename Elem<D>::T* p, int64_t len, Partial& a
     T vals[kVec];
     memcpy(vals, &raw, sizeof raw);
     Partial t;
-    tile_stats<D>(vals, kVec, t);
+    tile_stats<D>(vals, kVec, shift_for(acc), t);
     partial_merge(acc, t);
   }
   for (int64_t i = head + n_vec * kVec + threadIdx.x; i < len; i += kThreads) add_scalar<D>(p, i, acc);

@@ -56,6 +56,12 @@ enum Column : int32_t {
 // Mergeable state of any set of elements. Moments are (n, mean, M2) merged with
 // Chan's formula; sum, l1 and sum of squares are kept as plain sums, because the
 // user reads them and n*mean would lose the last digits of a sum near zero.
+//
+// The mean is stored as `shift + mean` with `shift` a value near the data (the first
+// tile's mean estimate). Chan's merge needs mean_b - mean_a to full precision; with
+// data at 1e6 ± 1e-3 absolute means carry an ulp of 1e-10, about 1e-6 of the
+// difference between two tile means, which showed up as a 3e-9 relative error in var.
+// Relative to a shared shift, both means are small and the difference is exact.
 struct Partial {
   int64_t numel;
   int64_t n_nan;
@@ -66,7 +72,8 @@ struct Partial {
   double sum;
   double l1;
   double sumsq;
-  double mean;
+  double shift;
+  double mean;  // relative to shift
   double m2;
   double min;
   double max;
@@ -80,7 +87,7 @@ FS_FN double fs_nan() { return NAN; }
 FS_FN Partial partial_empty() {
   Partial p;
   p.numel = p.n_nan = p.n_inf = p.n_zero = p.n_finite = p.n_dormant = 0;
-  p.sum = p.l1 = p.sumsq = p.mean = p.m2 = 0.0;
+  p.sum = p.l1 = p.sumsq = p.shift = p.mean = p.m2 = 0.0;
   p.min = fs_inf();
   p.max = -fs_inf();
   return p;
@@ -100,6 +107,7 @@ FS_FN void partial_merge(Partial& a, const Partial& b) {
     a.sum = b.sum;
     a.l1 = b.l1;
     a.sumsq = b.sumsq;
+    a.shift = b.shift;
     a.mean = b.mean;
     a.m2 = b.m2;
     a.min = b.min;
@@ -107,7 +115,9 @@ FS_FN void partial_merge(Partial& a, const Partial& b) {
     return;
   }
   const int64_t n = a.n_finite + b.n_finite;
-  const double delta = b.mean - a.mean;
+  // Same shift (tiles of one chunk): exact. Different shifts: b is rebased onto a's;
+  // shifts of one tensor are near each other, so (b.shift - a.shift) is exact too.
+  const double delta = a.shift == b.shift ? b.mean - a.mean : (b.shift - a.shift) + b.mean - a.mean;
   const double frac_b = static_cast<double>(b.n_finite) / static_cast<double>(n);
   a.mean += delta * frac_b;
   a.m2 += b.m2 + delta * delta * static_cast<double>(a.n_finite) * frac_b;
@@ -199,7 +209,7 @@ struct Elem<kBFloat16> {
 // fixed per compiled copy, so results are bit-identical at any thread count; the
 // AVX2 and SSE2 copies may differ in the last bit.
 template <int32_t D>
-FS_FN bool tile_stats_fast(const typename Elem<D>::T* v, int64_t n, Partial& t) {
+FS_FN bool tile_stats_fast(const typename Elem<D>::T* v, int64_t n, double shift, Partial& t) {
   using N = typename Elem<D>::N;
   double s = 0.0, a = 0.0;
   N lo = static_cast<N>(fs_inf()), hi = static_cast<N>(-fs_inf());
@@ -215,22 +225,26 @@ FS_FN bool tile_stats_fast(const typename Elem<D>::T* v, int64_t n, Partial& t) 
     hi = xn > hi ? xn : hi;
   }
   if (!(a <= kMaxFinite)) return false;  // NaN or Inf seen
-  const double mean = s / static_cast<double>(n);
-  double m = 0.0;
-  FS_SIMD_REDUCE(reduction(+ : m))
+  const double nd = static_cast<double>(n);
+  const double m0 = s / nd;
+  // Second sweep: corrected two-pass. Σd repairs the rounding of s in m0.
+  double sd = 0.0, m = 0.0;
+  FS_SIMD_REDUCE(reduction(+ : sd, m))
   for (int64_t i = 0; i < n; ++i) {
-    const double d = static_cast<double>(Elem<D>::load(v[i])) - mean;
+    const double d = static_cast<double>(Elem<D>::load(v[i])) - m0;
+    sd += d;
     m += d * d;
   }
   t.numel = n;
   t.n_nan = t.n_inf = t.n_dormant = 0;
-  t.n_zero = static_cast<int64_t>(z);
+  t.n_zero = z;
   t.n_finite = n;
   t.sum = s;
   t.l1 = a;
-  t.mean = mean;
-  t.m2 = m;
-  t.sumsq = m + s * mean;  // Σx² = M2 + n·mean²: two non-negative terms, no cancellation
+  t.shift = shift == shift ? shift : m0;  // NaN: no shift yet, this tile sets it
+  t.mean = (m0 - t.shift) + sd / nd;
+  t.m2 = m - sd * sd / nd;
+  t.sumsq = t.m2 + s * s / nd;  // Σx² = M2 + n·mean²: non-negative terms, no cancellation
   t.min = static_cast<double>(lo);
   t.max = static_cast<double>(hi);
   return true;
@@ -238,7 +252,7 @@ FS_FN bool tile_stats_fast(const typename Elem<D>::T* v, int64_t n, Partial& t) 
 
 // Slow path for a tile holding NaN/Inf (rare): plain scalar code over finite values.
 template <int32_t D>
-FS_FN void tile_stats_slow(const typename Elem<D>::T* v, int64_t n, Partial& t) {
+FS_FN void tile_stats_slow(const typename Elem<D>::T* v, int64_t n, double shift, Partial& t) {
   t = partial_empty();
   t.numel = n;
   for (int64_t i = 0; i < n; ++i) {
@@ -257,21 +271,31 @@ FS_FN void tile_stats_slow(const typename Elem<D>::T* v, int64_t n, Partial& t) 
     }
   }
   if (t.n_finite == 0) return;
-  t.mean = t.sum / static_cast<double>(t.n_finite);
+  const double nd = static_cast<double>(t.n_finite);
+  const double m0 = t.sum / nd;
+  double sd = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     const double x = static_cast<double>(Elem<D>::load(v[i]));
     if (x == x && fabs(x) <= kMaxFinite) {
-      const double d = x - t.mean;
+      const double d = x - m0;
+      sd += d;
       t.m2 += d * d;
     }
   }
-  t.sumsq = t.m2 + t.sum * t.mean;
+  t.shift = shift == shift ? shift : m0;
+  t.mean = (m0 - t.shift) + sd / nd;
+  t.m2 -= sd * sd / nd;
+  t.sumsq = t.m2 + t.sum * t.sum / nd;
 }
 
+// `shift`: the accumulator's shift when it already holds finite values, else NaN.
 template <int32_t D>
-FS_FN void tile_stats(const typename Elem<D>::T* v, int64_t n, Partial& t) {
-  if (!tile_stats_fast<D>(v, n, t)) tile_stats_slow<D>(v, n, t);
+FS_FN void tile_stats(const typename Elem<D>::T* v, int64_t n, double shift, Partial& t) {
+  if (!tile_stats_fast<D>(v, n, shift, t)) tile_stats_slow<D>(v, n, shift, t);
 }
+
+// The shift a tile merged into `acc` should use.
+FS_FN double shift_for(const Partial& acc) { return acc.n_finite > 0 ? acc.shift : fs_nan(); }
 
 // ---- the output row ------------------------------------------------------------
 
@@ -284,7 +308,7 @@ FS_FN void partial_finalize(const Partial& p, double* row) {
   row[kNZero] = static_cast<double>(p.n_zero);
   row[kNFinite] = nf;
   row[kSum] = p.sum;
-  row[kMean] = any ? p.mean : fs_nan();
+  row[kMean] = any ? p.shift + p.mean : fs_nan();
   row[kVar] = p.n_finite >= 2 ? p.m2 / (nf - 1.0) : fs_nan();
   row[kVarPop] = any ? p.m2 / nf : fs_nan();
   row[kStd] = p.n_finite >= 2 ? sqrt(p.m2 / (nf - 1.0)) : fs_nan();
