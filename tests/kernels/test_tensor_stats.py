@@ -188,6 +188,18 @@ def test_negative_view(complex_dtype):
     assert_bitwise_equal(stats.as_tensor(), fusedstats.tensor_stats([materialized]).as_tensor())
 
 
+@pytest.mark.skipif(not hasattr(torch, "_neg_view"), reason="torch._neg_view is private")
+def test_contiguous_negative_view():
+    # A contiguous view with the negative bit: no contiguous copy resolves it by accident.
+    x = torch.randn(5000) + 1.0
+    view = torch._neg_view(x)
+    assert view.is_neg()
+    assert view.is_contiguous()
+    stats = fusedstats.tensor_stats([view])
+    assert stats.global_["sum"] == pytest.approx(-float(x.double().sum()), rel=1e-12)
+    assert_matches_reference(stats.as_tensor(), [view])
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "transposed", "strided", "offset", "reversed"])
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 def test_numpy_arrays(dtype, layout):

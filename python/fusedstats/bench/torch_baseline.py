@@ -15,10 +15,10 @@ Choices, each measured on the 2-core CPU box of the first benchmark run:
   whose min and max are finite has no non-finite element. Only tensors that fail this
   test take the slow masked path (``t[torch.isfinite(t)]``).
 - ``exact=True`` (the baseline) keeps the spec's accuracy (relative 1e-6 for float32
-  and narrower inputs): ``sum`` (cascade summation, error ~1e-10 of l1),
-  ``torch.var`` (a two-pass variance accumulated in float64 for float32 input, 4x faster
-  than ``torch.var_mean``'s Welford loop), ``abs`` into a reused scratch buffer then
-  ``sum`` for l1, and ``norm`` derived exactly as ``sqrt(n * (var_pop + mean**2))``.
+  and narrower inputs): ``sum`` (cascade summation, error ~1e-10 of l1); ``abs`` into a
+  reused scratch buffer then ``sum`` for l1; ``torch.var`` of the data shifted by that
+  mean (into the same scratch), 3x faster than ``torch.var_mean``'s Welford loop; and
+  ``norm`` derived exactly as ``sqrt(n * (var_pop + mean**2))``.
   float16/bfloat16 tensors are first widened into a reused float32 scratch buffer,
   because torch returns their reductions rounded to 8 bits of mantissa.
 - ``exact=False`` is what most code writes: torch's own float32 (or bf16) reductions,
@@ -71,14 +71,14 @@ def _moments_exact(x: Any) -> list[Any]:
     import torch
 
     mn, mx = torch.aminmax(x)
-    return [
-        mn,
-        mx,
-        torch.count_nonzero(x),
-        x.sum(),
-        torch.var(x, correction=0),
-        torch.abs(x, out=_scratch_view(x, 1)).sum(),
-    ]
+    total = x.sum()
+    scratch = _scratch_view(x, 1)
+    l1 = torch.abs(x, out=scratch).sum()
+    # torch.var shifts by its own float32 mean, whose rounding costs up to 1e-3 relative
+    # for data with a large mean (1e4 +- 1e-2); shifted first by our mean, its shift is
+    # tiny next to the spread and the result is good to ~1e-8.
+    shifted = torch.sub(x, total / x.numel(), out=scratch)
+    return [mn, mx, torch.count_nonzero(x), total, torch.var(shifted, correction=0), l1]
 
 
 def _moments_fast(x: Any) -> list[Any]:

@@ -35,7 +35,8 @@ class Prepared:
     numels: list[int] = field(default_factory=list)
     dtypes: list[int] = field(default_factory=list)
     row_lens: list[int] = field(default_factory=list)
-    keep: list[Any] = field(default_factory=list)  # inputs and contiguous copies, alive until launch
+    # the inputs, or their contiguous copies: kept alive until the kernel has read them
+    keep: list[Any] = field(default_factory=list)
     n_copied: int = 0  # how many inputs needed a contiguous copy
 
 
@@ -50,17 +51,59 @@ def _label(index: int, names: Sequence[str] | None) -> str:
     return f"item {index}"
 
 
-def _torch_dtype_code(dtype: Any, torch: Any) -> int | None:
-    return {
-        torch.float32: 0,
-        torch.float64: 1,
-        torch.float16: 2,
-        torch.bfloat16: 3,
-    }.get(dtype)
+_torch_codes: dict[Any, int] = {}
+
+
+def _torch_dtype_table(torch: Any) -> dict[Any, int]:
+    if not _torch_codes:
+        _torch_codes.update(
+            {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+        )
+    return _torch_codes
 
 
 def _numpy_dtype_code(dtype: np.dtype[Any]) -> int | None:
     return DTYPE_CODES.get(dtype.name)  # ml_dtypes' bfloat16 is named "bfloat16"
+
+
+def _unsupported_dtype(label: str, dtype: Any) -> TypeError:
+    return TypeError(f"{label} has dtype {dtype}; supported: float32, float64, float16, bfloat16")
+
+
+def _readable_tensor(
+    x: Any, i: int, names: Sequence[str] | None, torch: Any
+) -> tuple[Any, int, bool]:
+    """(tensor whose memory holds its values contiguously, dtype code, copied?)."""
+    if x.layout != torch.strided:
+        raise TypeError(
+            f"{_label(i, names)} is a {x.layout} tensor; only dense tensors are supported"
+        )
+    code = _torch_dtype_table(torch).get(x.dtype)
+    if code is None:
+        raise _unsupported_dtype(_label(i, names), x.dtype)
+    if x.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{_label(i, names)} is on device {x.device}; supported: cpu, cuda")
+    x = x.detach()  # no autograd graph for the copies below
+    copied = False
+    if x.is_neg():  # a lazily negated view: its memory holds -x
+        x, copied = x.resolve_neg(), True
+    if not x.is_contiguous():
+        x, copied = x.contiguous(), True
+    return x, code, copied
+
+
+def _readable_array(
+    x: np.ndarray[Any, Any], i: int, names: Sequence[str] | None
+) -> tuple[Any, int, bool]:
+    """(C-contiguous native-endian array, dtype code, copied?)."""
+    code = _numpy_dtype_code(x.dtype)
+    if code is None:
+        raise _unsupported_dtype(_label(i, names), x.dtype)
+    if not x.dtype.isnative:
+        return x.astype(x.dtype.newbyteorder("=")), code, True
+    if not x.flags.c_contiguous:
+        return np.ascontiguousarray(x), code, True
+    return x, code, False
 
 
 def prepare(
@@ -93,59 +136,49 @@ def prepare(
         raise ValueError(f"got {len(row_lens)} row lengths for {len(items)} tensors")
 
     prep = Prepared(kind="numpy", device=None)
-    device_of_first: Any = None
-    first_label = ""
-    for i, x in enumerate(items):
-        if torch is not None and isinstance(x, torch.Tensor):
-            if x.layout != torch.strided:
-                raise TypeError(f"{_label(i, names)} is a {x.layout} tensor; only dense tensors")
-            code = _torch_dtype_code(x.dtype, torch)
-            if code is None:
-                raise TypeError(
-                    f"{_label(i, names)} has dtype {x.dtype}; supported: float32, float64, "
-                    "float16, bfloat16"
-                )
-            dev = x.device
-            if dev.type not in ("cpu", "cuda"):
-                raise ValueError(f"{_label(i, names)} is on device {dev}; supported: cpu, cuda")
-            if x.is_neg():  # a lazily negated view: its memory holds -x
-                x = x.resolve_neg()
-            if not x.is_contiguous():
-                x = x.contiguous()
-                prep.n_copied += 1
+    tensor_type = torch.Tensor if torch is not None else ()
+    codes = _torch_codes if torch is None else _torch_dtype_table(torch)
+    strided = torch.strided if torch is not None else None
+    first_key: Any = None
+    for i, item in enumerate(items):
+        if isinstance(item, tensor_type):
+            # Hot path (~1 us per tensor: each torch getter costs ~100-150 ns).
+            code = codes.get(item.dtype)
+            dev = item.device
             kind = dev.type
+            if (
+                code is None
+                or item.layout is not strided
+                or not item.is_contiguous()
+                or item.is_neg()
+                or (kind != "cpu" and kind != "cuda")
+            ):
+                x, code, copied = _readable_tensor(item, i, names, torch)
+                prep.n_copied += copied
+            else:
+                x = item
+            key = dev if kind == "cuda" else "cpu"
             ptr = x.data_ptr()
             numel = x.numel()
-        elif isinstance(x, np.ndarray):
-            code = _numpy_dtype_code(x.dtype)
-            if code is None:
-                raise TypeError(
-                    f"{_label(i, names)} has dtype {x.dtype}; supported: float32, float64, "
-                    "float16, bfloat16"
-                )
-            if not x.dtype.isnative:
-                x = x.astype(x.dtype.newbyteorder("="))
-                prep.n_copied += 1
-            elif not x.flags.c_contiguous:
-                x = np.ascontiguousarray(x)
-                prep.n_copied += 1
+        elif isinstance(item, np.ndarray):
+            x, code, copied = _readable_array(item, i, names)
+            prep.n_copied += copied
             dev = None
-            kind = "numpy"
+            key, kind = "cpu", "numpy"
             ptr = x.ctypes.data
             numel = x.size
         else:
             raise TypeError(
-                f"{_label(i, names)} is a {type(x).__name__}; expected a torch.Tensor or "
+                f"{_label(i, names)} is a {type(item).__name__}; expected a torch.Tensor or "
                 "numpy.ndarray"
             )
-        key = "cpu" if dev is None or dev.type == "cpu" else dev
         if i == 0:
-            device_of_first, first_label = key, _label(0, names)
+            first_key = key
             prep.kind = kind
             prep.device = dev
-        elif key != device_of_first:
+        elif key != first_key:
             raise ValueError(
-                f"{_label(i, names)} is on {key} but {first_label} is on {device_of_first}; "
+                f"{_label(i, names)} is on {key} but {_label(0, names)} is on {first_key}; "
                 "all tensors must be on one device"
             )
         elif kind == "cpu" and prep.kind == "numpy":
@@ -153,8 +186,8 @@ def prepare(
         prep.ptrs.append(ptr)
         prep.numels.append(numel)
         prep.dtypes.append(code)
-        prep.row_lens.append(0 if row_lens is None else int(row_lens[i]))
         prep.keep.append(x)
+    prep.row_lens = [0] * len(items) if row_lens is None else [int(r) for r in row_lens]
     return prep
 
 

@@ -1,0 +1,571 @@
+"""The tensor-stats benchmark: fusedstats against pure torch and the machine's read speed.
+
+Cases (sizes / 10 with ``quick``):
+
+- (a) 200 tensors, 10M float32 elements in all, sized like a model's gradients;
+- (b) 50 tensors, 100M float32 elements;
+- (c) the same as (b) in bfloat16.
+
+Each case races, in one interleaved loop: ``fusedstats.tensor_stats`` (every field,
+read back with ``.host()``), the pure-torch baseline of
+:mod:`fusedstats.bench.torch_baseline` (exact, and with torch's float32 reductions),
+the per-tensor reference loop (case (a) only, few repetitions), ``torch._foreach_norm``
+plus one ``torch.stack(...).norm()`` (the global norm only), and read probes (a float32
+sum over a buffer of the same byte size) that give the machine's measured read
+bandwidth. Case (a) also races a copy with every other 2-D tensor transposed, to show
+what the contiguous copies of non-contiguous inputs cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..kernels.columns import COLUMN_INDEX, FIELDS
+from . import torch_baseline
+from .timing import RaceResult, count_cuda_kernels, machine_info, race, read_probes
+
+REPS = 9
+QUICK_REPS = 3
+NAIVE_MAX_REPS = 3  # the per-tensor reference loop takes seconds per call at full size
+NAIVE_BUDGET_S = 20.0
+SELF_CHECK_RTOL = 1e-6  # the spec's tolerance for float32 and narrower inputs
+
+LABELS = {
+    "fusedstats": "fusedstats.tensor_stats (all fields)",
+    "torch_vectorized": "pure torch vectorized, exact (all fields)",
+    "torch_fp32": "pure torch, fp32 reductions (all, ~1e-3 err)",
+    "torch_naive": "pure torch per-tensor reference loop",
+    "foreach_norm": "torch._foreach_norm (norm only)",
+    "fusedstats_noncontig": "fusedstats, every other tensor transposed",
+    "torch_vectorized_noncontig": "pure torch vectorized, transposed",
+    "read_numpy_sum": "read probe: numpy float32 sum (1 thread)",
+    "read_torch_sum": "read probe: torch float32 sum",
+}
+# The methods whose result is the full [n + 1, NUM_COLUMNS] buffer.
+_BUFFER_METHODS = (
+    "fusedstats",
+    "torch_vectorized",
+    "torch_fp32",
+    "fusedstats_noncontig",
+    "torch_vectorized_noncontig",
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark input: how many tensors, how many elements in all, which dtype."""
+
+    key: str
+    n_tensors: int
+    numel: int
+    dtype: str
+    naive: bool = False  # also race the per-tensor reference loop
+    noncontig: bool = False  # also race a copy with every other 2-D tensor transposed
+
+    def describe(self) -> str:
+        """One line, e.g. ``(a) 200 tensors, 10.0M float32 elements``."""
+        return f"({self.key}) {self.n_tensors} tensors, {self.numel / 1e6:.1f}M {self.dtype} elements"
+
+
+def cases(quick: bool = False) -> list[Case]:
+    """The three cases of the benchmark (sizes / 10 when ``quick``).
+
+    Example:
+        >>> [c.describe() for c in cases(quick=True)][0]
+        '(a) 200 tensors, 1.0M float32 elements'
+    """
+    scale = 10 if quick else 1
+    return [
+        Case("a", 200, 10_000_000 // scale, "float32", naive=True, noncontig=True),
+        Case("b", 50, 100_000_000 // scale, "float32"),
+        Case("c", 50, 100_000_000 // scale, "bfloat16"),
+    ]
+
+
+def gradient_shapes(n_tensors: int, numel: int, seed: int = 0) -> list[tuple[int, ...]]:
+    """Shapes like a model's parameter list, with exactly ``numel`` elements in all.
+
+    A third are vectors (biases, norm scales: 64 to 1024 elements); the rest are
+    matrices whose sizes spread log-uniformly over two decades, so a few large ones
+    hold most of the bytes, as in real models. Deterministic for a seed.
+
+    Example:
+        >>> shapes = gradient_shapes(200, 1_000_000)
+        >>> len(shapes), sum(math.prod(s) for s in shapes)
+        (200, 1000000)
+    """
+    rng = np.random.default_rng(seed)
+    n_vec = n_tensors // 3
+    n_mat = n_tensors - n_vec
+    vec_sizes = [int(w) for w in rng.choice([64, 128, 256, 512, 768, 1024], size=n_vec)]
+    budget = numel - sum(vec_sizes)
+    if n_mat < 1 or budget < n_mat:
+        raise ValueError(f"{numel} elements are too few for {n_tensors} tensors")
+    weights = np.exp(rng.uniform(0.0, math.log(100.0), size=n_mat))
+    sizes = np.floor(weights / weights.sum() * budget).astype(np.int64)
+    mats: list[list[int]] = []
+    for size in sizes:
+        cols = int(rng.choice([64, 128, 256, 512, 1024]))
+        cols = max(1, min(cols, int(size)))
+        mats.append([max(1, int(size) // cols), cols])
+    # Put the rounding left-over on the largest matrix, then (< its width) on a vector.
+    left = budget - sum(r * c for r, c in mats)
+    big = max(range(n_mat), key=lambda i: mats[i][0] * mats[i][1])
+    mats[big][0] += left // mats[big][1]
+    left -= (left // mats[big][1]) * mats[big][1]
+    shapes: list[tuple[int, ...]] = [(r, c) for r, c in mats]
+    if vec_sizes:
+        vec_sizes[-1] += left
+        shapes += [(v,) for v in vec_sizes]
+    elif left:
+        shapes[big] = (shapes[big][0] * shapes[big][1] + left,)
+    order = rng.permutation(len(shapes))
+    return [shapes[i] for i in order]
+
+
+def make_tensors(case: Case, device: str, seed: int = 0) -> list[Any]:
+    """Gradient-like tensors for ``case``: normal, std 1e-3, on ``device``."""
+    import torch
+
+    dtype = getattr(torch, case.dtype)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = []
+    for shape in gradient_shapes(case.n_tensors, case.numel, seed):
+        x = torch.randn(shape, generator=gen, device=device, dtype=torch.float32)
+        out.append(x.mul_(1e-3).to(dtype))
+    return out
+
+
+def transpose_every_other(tensors: list[Any]) -> tuple[list[Any], int, int]:
+    """Every other 2-D tensor as its transpose (a non-contiguous view).
+
+    Returns:
+        The new list, how many tensors are non-contiguous views, and their bytes.
+    """
+    out, n, nbytes, k = [], 0, 0, 0
+    for t in tensors:
+        if t.dim() == 2 and min(t.shape) > 1:
+            if k % 2 == 0:
+                t = t.t()
+                n += 1
+                nbytes += t.numel() * t.element_size()
+            k += 1
+        out.append(t)
+    return out, n, nbytes
+
+
+def nbytes_of(tensors: list[Any]) -> int:
+    """Bytes of all elements (what one pass over the inputs must read)."""
+    return int(sum(t.numel() * t.element_size() for t in tensors))
+
+
+# ---- comparing buffers ------------------------------------------------------------
+
+
+def max_rel_error(buf: Any, ref: Any) -> tuple[float, str]:
+    """The worst relative error of ``buf`` against ``ref`` over the FIELDS columns.
+
+    Follows the tests' conventions: sums and means are relative to l1 (they cancel near
+    zero), var/std have a floor far below abs_max**2 / abs_max; NaN must meet NaN.
+
+    Example:
+        >>> from fusedstats.kernels.columns import NUM_COLUMNS
+        >>> a = np.ones((2, NUM_COLUMNS)); b = a.copy(); b[0, 0] = 1.5
+        >>> max_rel_error(b, a)
+        (0.5, 'numel')
+    """
+    buf = np.asarray(buf, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    col = COLUMN_INDEX
+    l1 = np.abs(ref[:, col["l1"]])
+    per_elem = l1 / np.maximum(ref[:, col["n_finite"]], 1.0)
+    abs_max = np.nan_to_num(np.abs(ref[:, col["abs_max"]]))
+    worst, where = 0.0, ""
+    for name in FIELDS:
+        a, b = buf[:, col[name]], ref[:, col[name]]
+        scale = np.abs(b)
+        if name == "sum":
+            scale = np.maximum(scale, l1)
+        elif name == "mean":
+            scale = np.maximum(scale, per_elem)
+        elif name in ("var", "var_pop"):
+            scale = np.maximum(scale, 1e-12 * abs_max**2)
+        elif name == "std":
+            scale = np.maximum(scale, 1e-6 * abs_max)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            err = np.abs(a - b) / np.maximum(scale, np.finfo(np.float64).tiny)
+        err = np.where(np.isnan(a) & np.isnan(b), 0.0, err)
+        err = np.where(np.isnan(a) ^ np.isnan(b), np.inf, err)
+        err = np.nan_to_num(err, nan=np.inf)
+        if err.size and float(err.max()) > worst:
+            worst, where = float(err.max()), name
+    return worst, where
+
+
+def _as_host(x: Any) -> Any:
+    return x if isinstance(x, np.ndarray) else x.detach().cpu().numpy()
+
+
+def self_check(device: str) -> dict[str, Any]:
+    """Checks the baselines (and fusedstats) against the reference on a small tricky input.
+
+    Raises:
+        RuntimeError: the exact torch baseline or fusedstats disagrees with the reference
+            by more than the spec's 1e-6, so the race would compare different things.
+    """
+    import torch
+
+    import fusedstats
+    from fusedstats.kernels import reference
+
+    gen = torch.Generator().manual_seed(1)
+    nan, inf = math.nan, math.inf
+    grads = [
+        torch.randn(4096, generator=gen) * 1e-3,
+        torch.randn(64, 48, generator=gen).t(),
+        (torch.randn(3000, generator=gen) * 1e-2).bfloat16(),
+    ]
+    tricky = [
+        torch.randn(1000, generator=gen) * 1e-2 + 1e4,  # the spec's large-offset case
+        torch.tensor([]),
+        torch.tensor([1.5]),
+        torch.tensor([nan, 1.0, inf, 0.0, -2.0, -inf]),
+        torch.tensor([nan, nan]),
+        torch.zeros(10),
+        torch.randn(300, generator=gen).half(),
+        torch.randn(77, dtype=torch.float64, generator=gen) + 3.0,
+    ]
+    everything = [t.to(device) for t in grads + tricky]
+    grads = [t.to(device) for t in grads]
+    ref_all = _as_host(reference.stats_buffer(everything))
+    ref_grads = _as_host(reference.stats_buffer(grads))
+    errors = {
+        "torch_vectorized": max_rel_error(torch_baseline.stats_buffer(everything), ref_all),
+        "fusedstats": max_rel_error(fusedstats.tensor_stats(everything).host(), ref_all),
+        "torch_fp32_on_gradients": max_rel_error(
+            torch_baseline.stats_buffer(grads, exact=False), ref_grads
+        ),
+    }
+    for name in ("torch_vectorized", "fusedstats"):
+        err, field_name = errors[name]
+        if not err <= SELF_CHECK_RTOL:
+            raise RuntimeError(
+                f"self-check: {name} differs from fusedstats.kernels.reference by "
+                f"{err:.3g} (relative) in {field_name!r}; refusing to benchmark"
+            )
+    return {
+        "tolerance": SELF_CHECK_RTOL,
+        "n_tensors": len(everything),
+        "max_rel_error": {k: {"error": e, "field": f} for k, (e, f) in errors.items()},
+    }
+
+
+# ---- one case ---------------------------------------------------------------------
+
+
+def method_fns(case: Case, tensors: list[Any], device: str) -> dict[str, Callable[[], Any]]:
+    """The functions raced on ``case``: name -> function returning a host result."""
+    import torch
+
+    import fusedstats
+    from fusedstats.kernels import reference
+
+    fns: dict[str, Callable[[], Any]] = {
+        "fusedstats": lambda: fusedstats.tensor_stats(tensors).host(),
+        "torch_vectorized": lambda: torch_baseline.stats_buffer(tensors),
+        "torch_fp32": lambda: torch_baseline.stats_buffer(tensors, exact=False),
+        "foreach_norm": lambda: torch.stack(torch._foreach_norm(tensors)).norm().item(),
+    }
+    if case.naive:
+        fns["torch_naive"] = lambda: _as_host(reference.stats_buffer(tensors))
+    if case.noncontig:
+        transposed, _, _ = transpose_every_other(tensors)
+        fns["fusedstats_noncontig"] = lambda: fusedstats.tensor_stats(transposed).host()
+        fns["torch_vectorized_noncontig"] = lambda: torch_baseline.stats_buffer(transposed)
+    fns.update(read_probes(nbytes_of(tensors), device))
+    return fns
+
+
+def _label(name: str) -> str:
+    if name.startswith("read_torch_sum_"):
+        return f"{LABELS['read_torch_sum']} ({name.rsplit('_', 1)[1][:-1]} threads)"
+    return LABELS.get(name, name)
+
+
+def run_case(case: Case, device: str, reps: int, warmup: int = 1) -> dict[str, Any]:
+    """Races every method on ``case`` and returns times, ratios and agreement."""
+    import torch
+
+    import fusedstats
+
+    tensors = make_tensors(case, device)
+    nbytes = nbytes_of(tensors)
+    fns = method_fns(case, tensors, device)
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    res = race(
+        fns,
+        reps,
+        warmup=warmup,
+        sync=sync,
+        max_reps={"torch_naive": NAIVE_MAX_REPS},
+        budget_s={"torch_naive": NAIVE_BUDGET_S},
+    )
+    methods = {
+        name: {
+            "label": _label(name),
+            "median_s": res.median(name),
+            "reps": len(times),
+            "gbs": nbytes / res.median(name) / 1e9,
+            "times_s": times,
+        }
+        for name, times in res.times.items()
+    }
+    probes = [n for n in methods if n.startswith("read_")]
+    best_probe = min(probes, key=lambda n: methods[n]["median_s"])
+    read_s = methods[best_probe]["median_s"]
+    fused_s = methods["fusedstats"]["median_s"]
+    out: dict[str, Any] = {
+        "case": case.key,
+        "description": case.describe(),
+        "n_tensors": case.n_tensors,
+        "numel": case.numel,
+        "dtype": case.dtype,
+        "bytes": nbytes,
+        "fusedstats_path": fusedstats.tensor_stats(tensors[:1]).path,
+        "methods": methods,
+        "read_bandwidth_gbs": nbytes / read_s / 1e9,
+        "read_probe": best_probe,
+        "fusedstats_fraction_of_read_bandwidth": read_s / fused_s,
+        "fusedstats_time_vs_one_read": fused_s / read_s,
+        "speedup": {
+            f"vs_{name}": methods[name]["median_s"] / fused_s
+            for name in ("torch_vectorized", "torch_fp32", "foreach_norm", "torch_naive")
+            if name in methods
+        },
+        "agreement": _agreement(res, case),
+    }
+    if case.noncontig:
+        _, n_t, t_bytes = transpose_every_other(tensors)
+        nc_s = methods["fusedstats_noncontig"]["median_s"]
+        out["noncontiguous"] = {
+            "n_transposed": n_t,
+            "bytes_copied": t_bytes,
+            "fusedstats_contiguous_s": fused_s,
+            "fusedstats_noncontiguous_s": nc_s,
+            "overhead_s": nc_s - fused_s,
+            "overhead_ratio": nc_s / fused_s,
+            "torch_vectorized_noncontiguous_s": methods["torch_vectorized_noncontig"]["median_s"],
+        }
+    if device == "cuda":
+        out["cuda_kernel_launches"] = {
+            name: count_cuda_kernels(fns[name])
+            for name in ("fusedstats", "torch_vectorized", "foreach_norm")
+        }
+    del tensors, fns, res
+    torch_baseline.clear_scratch()
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+def _agreement(res: RaceResult, case: Case) -> dict[str, Any]:
+    """Each method's worst relative error against the reference loop (or, where the
+    loop did not run, against the exact torch baseline, itself checked at start)."""
+    ref_name = "torch_naive" if case.naive else "torch_vectorized"
+    ref = np.asarray(res.outputs[ref_name], dtype=np.float64)
+    errors: dict[str, Any] = {"reference": ref_name}
+    for name in _BUFFER_METHODS:
+        if name in res.outputs and name != ref_name:
+            err, field_name = max_rel_error(res.outputs[name], ref)
+            errors[name] = {"error": err, "field": field_name}
+    ref_norm = float(ref[-1, COLUMN_INDEX["norm"]])
+    norm = float(res.outputs["foreach_norm"])
+    errors["foreach_norm"] = {"error": abs(norm - ref_norm) / ref_norm, "field": "norm"}
+    return errors
+
+
+# ---- the whole benchmark ----------------------------------------------------------
+
+
+def run(
+    quick: bool = False,
+    device: str = "cpu",
+    reps: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any] | None:
+    """Runs the benchmark; returns its results (None when ``device`` is unavailable).
+
+    Args:
+        quick: sizes / 10 and 3 repetitions (a smoke run of a few seconds).
+        device: "cpu" or "cuda".
+        reps: timed repetitions per method (default 9, or 3 when quick).
+        log: where progress lines go.
+    """
+    import torch
+
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        log("fusedstats bench: CUDA is not available on this machine; skipped.")
+        return None
+    reps = reps or (QUICK_REPS if quick else REPS)
+    warmup = 1 if quick else 2
+    result: dict[str, Any] = {
+        "benchmark": "tensor_stats",
+        "quick": quick,
+        "device": device,
+        "reps": reps,
+        "warmup": warmup,
+        "machine": machine_info(device),
+    }
+    log("self-check of the baselines against fusedstats.kernels.reference ...")
+    result["self_check"] = self_check(device)
+    result["cases"] = []
+    for case in cases(quick):
+        log(f"case {case.describe()} ...")
+        result["cases"].append(run_case(case, device, reps, warmup))
+    return result
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:10.2f} ms"
+
+
+def format_case(case: dict[str, Any]) -> str:
+    """The table of one case."""
+    lines = [
+        f"{case['description']}, {case['bytes'] / 1e6:.1f} MB",
+        f"  {'method':<46}{'median':>13}{'GB/s':>9}{'time/fused':>12}{'reps':>6}",
+    ]
+    fused_s = case["methods"]["fusedstats"]["median_s"]
+    for m in case["methods"].values():
+        lines.append(
+            f"  {m['label']:<46}{_ms(m['median_s'])}{m['gbs']:9.2f}"
+            f"{m['median_s'] / fused_s:11.2f}x{m['reps']:6d}"
+        )
+    sp = case["speedup"]
+    lines.append(
+        f"  read bandwidth {case['read_bandwidth_gbs']:.2f} GB/s; fusedstats reads at "
+        f"{case['fusedstats_fraction_of_read_bandwidth']:.0%} of it "
+        f"({case['fusedstats_time_vs_one_read']:.2f}x the time of one read)"
+    )
+    parts = [f"{sp[k]:.2f}x {k.removeprefix('vs_')}" for k in sp]
+    lines.append("  fusedstats speedup: " + ", ".join(parts))
+    agree = case["agreement"]
+    errs = ", ".join(
+        f"{k} {v['error']:.1e} ({v['field']})" for k, v in agree.items() if k != "reference"
+    )
+    lines.append(f"  max relative error vs {agree['reference']}: {errs}")
+    nc = case.get("noncontiguous")
+    if nc:
+        lines.append(
+            f"  non-contiguous: {nc['n_transposed']} tensors transposed "
+            f"({nc['bytes_copied'] / 1e6:.1f} MB copied): fusedstats "
+            f"{nc['fusedstats_noncontiguous_s'] * 1e3:.2f} ms vs "
+            f"{nc['fusedstats_contiguous_s'] * 1e3:.2f} ms contiguous "
+            f"({nc['overhead_s'] * 1e3:+.2f} ms, {nc['overhead_ratio']:.2f}x)"
+        )
+    launches = case.get("cuda_kernel_launches")
+    if launches:
+        lines.append(
+            "  CUDA kernels per call: " + ", ".join(f"{k} {v}" for k, v in launches.items())
+        )
+    return "\n".join(lines)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A readable report of a :func:`run` result."""
+    m = result["machine"]
+    build = m["fusedstats_build"]
+    head = (
+        f"fusedstats {m['fusedstats']} tensor_stats benchmark on {result['device']}: "
+        f"{m['cpu_model']} ({m['cpu_cores']} cores), torch {m['torch']} "
+        f"({m['torch_threads']} threads), fusedstats {build.get('simd_level')} "
+        f"x {build.get('openmp_threads')} threads"
+    )
+    if "gpu" in m:
+        head += f", {m['gpu']}"
+    sub = (
+        f"median of {result['reps']} interleaved repetitions after {result['warmup']} "
+        f"warm-up call(s){' (quick)' if result['quick'] else ''}; "
+        "GB/s = input bytes / median time"
+    )
+    sc = result["self_check"]["max_rel_error"]
+    check = "self-check vs reference: " + ", ".join(
+        f"{k} {v['error']:.1e}" for k, v in sc.items()
+    )
+    body = "\n\n".join(format_case(c) for c in result["cases"])
+    return "\n".join([head, sub, check, "", body])
+
+
+def add_arguments(parser: argparse.ArgumentParser, default_out: str | None) -> None:
+    """Adds the benchmark's options (shared by bench/bench_tensor_stats.py and the CLI)."""
+    parser.add_argument(
+        "--quick", action="store_true", help="sizes / 10 and 3 repetitions: a smoke run"
+    )
+    where = f" (default: {default_out}; quick runs write only with --out)" if default_out else ""
+    parser.add_argument("--out", metavar="PATH", default=None, help=f"write JSON here{where}")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="where the tensors live"
+    )
+    parser.add_argument(
+        "--reps", type=int, default=None, metavar="N",
+        help=f"timed repetitions per method (default {REPS}, quick {QUICK_REPS})",
+    )
+    parser.set_defaults(default_out=default_out)
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    """Runs the benchmark as the options say, prints the table, writes the JSON."""
+    if args.reps is not None and args.reps < 1:
+        print(f"--reps must be at least 1, got {args.reps}", file=sys.stderr)
+        return 2
+    result = run(
+        quick=args.quick,
+        device=args.device,
+        reps=args.reps,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    if result is None:
+        return 0
+    print(format_table(result))
+    out = args.out or (None if args.quick else args.default_out)
+    if out:
+        print(f"\nwrote {write_json(result, out)}")
+    return 0
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> Path:
+    """Writes ``result`` as indented JSON (creating the folder); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+__all__ = [
+    "Case",
+    "add_arguments",
+    "cases",
+    "format_table",
+    "gradient_shapes",
+    "main_from_args",
+    "make_tensors",
+    "max_rel_error",
+    "run",
+    "run_case",
+    "self_check",
+    "transpose_every_other",
+    "write_json",
+]

@@ -1,0 +1,91 @@
+"""The package face: light import, version, build info, names shared with the core, doctests."""
+
+import doctest
+import importlib
+import importlib.metadata
+import importlib.resources
+import json
+import subprocess
+import sys
+
+import pytest
+
+import fusedstats
+from fusedstats import _core
+from fusedstats.kernels import dispatch
+
+HEAVY_MODULES = ("torch", "numba", "wandb", "tensorboard")
+DOCTESTED_MODULES = (
+    "fusedstats",
+    "fusedstats.kernels.api",
+    "fusedstats.kernels.result",
+    "fusedstats.kernels.reference",
+    "fusedstats.kernels.model_stats",
+)
+
+
+def test_import_does_not_load_heavy_modules():
+    code = (
+        "import json, sys, fusedstats; "
+        f"print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_numpy_inputs_do_not_load_torch():
+    code = (
+        "import sys, numpy as np, fusedstats; "
+        "s = fusedstats.tensor_stats([np.arange(4.0)]); "
+        "assert s.global_['sum'] == 6.0; "
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "False"
+
+
+def test_version_matches_installed_metadata():
+    assert isinstance(fusedstats.__version__, str)
+    assert fusedstats.__version__ == importlib.metadata.version("fusedstats")
+
+
+def test_build_info():
+    info = fusedstats.build_info()
+    assert {"compiler", "openmp", "simd_level", "cuda_built"} <= set(info)
+    assert isinstance(info["compiler"], str) and info["compiler"]
+    assert isinstance(info["openmp"], bool)
+    assert isinstance(info["cuda_built"], bool)
+    assert info["simd_level"] in _core.simd_levels()
+    assert info["version"] == fusedstats.__version__
+
+
+def test_columns_and_dtype_codes_match_the_core():
+    assert fusedstats.COLUMNS == tuple(_core.COLUMNS)
+    assert fusedstats.NUM_COLUMNS == _core.NUM_COLUMNS == len(fusedstats.COLUMNS)
+    assert fusedstats.FIELDS == fusedstats.COLUMNS[: len(fusedstats.FIELDS)]
+    assert dispatch.DTYPE_CODES == dict(_core.DTYPE_CODES)
+
+
+@pytest.mark.parametrize("module", ["fusedstats", "fusedstats.kernels", "fusedstats.kernels.dispatch"])
+def test_all_names_exist(module):
+    mod = importlib.import_module(module)
+    assert mod.__all__, f"{module}.__all__ is empty"
+    missing = [name for name in mod.__all__ if not hasattr(mod, name)]
+    assert not missing, f"{module}.__all__ names missing attributes: {missing}"
+
+
+@pytest.mark.parametrize("module", DOCTESTED_MODULES)
+def test_doctests(module):
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{module} has no doctest"
+    assert result.failed == 0, f"{result.failed} doctest(s) of {module} failed (see output)"
+
+
+def test_py_typed_ships():
+    assert importlib.resources.files("fusedstats").joinpath("py.typed").is_file()
+    shipped = {str(f) for f in importlib.metadata.files("fusedstats") or []}
+    assert "fusedstats/py.typed" in shipped
