@@ -151,7 +151,7 @@ def prepare(
                 or item.layout is not strided
                 or not item.is_contiguous()
                 or item.is_neg()
-                or (kind != "cpu" and kind != "cuda")
+                or kind not in ("cpu", "cuda")
             ):
                 x, code, copied = _readable_tensor(item, i, names, torch)
                 prep.n_copied += copied
