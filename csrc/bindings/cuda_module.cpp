@@ -41,19 +41,19 @@ PYBIND11_MODULE(_cuda, m) {
 
   m.def(
       "launch",
-      [](int device, uintptr_t table_ptr, int64_t n_chunks, int64_t n_tensors,
+      [](int device, uintptr_t table_ptr, int64_t n_chunks, int64_t n_tensors, bool has_rows,
          uintptr_t workspace_ptr, double dormant_threshold, uintptr_t out_ptr, uintptr_t stream) {
         std::string err;
         {
           py::gil_scoped_release release;
           err = fs::cuda::launch(device, reinterpret_cast<const void*>(table_ptr), n_chunks,
-                                 n_tensors, reinterpret_cast<void*>(workspace_ptr),
+                                 n_tensors, has_rows, reinterpret_cast<void*>(workspace_ptr),
                                  dormant_threshold, reinterpret_cast<double*>(out_ptr), stream);
         }
         if (!err.empty()) throw std::runtime_error("fusedstats CUDA launch failed: " + err);
       },
       py::arg("device"), py::arg("table_ptr"), py::arg("n_chunks"), py::arg("n_tensors"),
-      py::arg("workspace_ptr"), py::arg("dormant_threshold"), py::arg("out_ptr"),
+      py::arg("has_rows"), py::arg("workspace_ptr"), py::arg("dormant_threshold"), py::arg("out_ptr"),
       py::arg("stream"), "Two launches on `stream`; no host sync.");
 
   m.def("build_info", []() {

@@ -20,8 +20,10 @@ int64_t workspace_bytes(int64_t n_chunks, int64_t n_tensors);
 
 // Two launches on `stream` (the chunk pass, then the per-tensor and global merge);
 // returns an empty string or the CUDA error text.
+// has_rows: some tensor has row_len > 0 (picks the kernel instance with row code).
 std::string launch(int device, const void* table, int64_t n_chunks, int64_t n_tensors,
-                   void* workspace, double dormant_threshold, double* out, uintptr_t stream);
+                   bool has_rows, void* workspace, double dormant_threshold, double* out,
+                   uintptr_t stream);
 
 }  // namespace cuda
 }  // namespace fusedstats

@@ -29,6 +29,8 @@ constexpr int kThreads = 256;
 constexpr int kWarpSize = 32;
 constexpr int kWarps = kThreads / kWarpSize;
 constexpr int kLoadBytes = 16;
+constexpr int kUnroll = 4;
+constexpr int kMinBlocksPerSm = 2;
 
 __device__ __forceinline__ Partial shfl_down(const Partial& p, int offset) {
   constexpr unsigned kAll = 0xffffffffu;
@@ -92,13 +94,25 @@ __device__ void span_stats(const typename Elem<D>::T* p, int64_t len, Partial& a
   const T* body = p + head;
   const int64_t n_vec = (len - head) / kVec;
   const uint4* vec = reinterpret_cast<const uint4*>(body);
-  for (int64_t i = threadIdx.x; i < n_vec; i += kThreads) {
-    const uint4 raw = __ldg(vec + i);
-    T vals[kVec];
-    memcpy(vals, &raw, sizeof raw);
-    Partial t;
-    tile_stats<D>(vals, kVec, shift_for(acc), t);
-    partial_merge(acc, t);
+  // kUnroll loads in flight per thread before any arithmetic: the register budget
+  // allows two blocks per SM, and this keeps enough bytes in flight to cover latency.
+  for (int64_t base = threadIdx.x; base < n_vec; base += int64_t{kThreads} * kUnroll) {
+    uint4 raw[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t i = base + int64_t{u} * kThreads;
+      raw[u] = i < n_vec ? __ldg(vec + i) : make_uint4(0u, 0u, 0u, 0u);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if (base + int64_t{u} * kThreads < n_vec) {
+        T vals[kVec];
+        memcpy(vals, &raw[u], sizeof raw[u]);
+        Partial t;
+        tile_stats<D>(vals, kVec, shift_for(acc), t);
+        partial_merge(acc, t);
+      }
+    }
   }
   for (int64_t i = head + n_vec * kVec + threadIdx.x; i < len; i += kThreads) add_scalar<D>(p, i, acc);
 }
@@ -122,33 +136,36 @@ __device__ void rows_stats(const typename Elem<D>::T* p, int64_t len, int64_t ro
   }
 }
 
-template <int32_t D>
+template <int32_t D, bool kRows>
 __device__ void chunk_stats(const Chunk& c, double dormant_threshold, Partial& acc) {
   const auto* p = static_cast<const typename Elem<D>::T*>(c.data) + c.start;
-  if (c.row_len > 0) {
+  if (kRows && c.row_len > 0) {
     rows_stats<D>(p, c.len, c.row_len, dormant_threshold, acc);
   } else {
     span_stats<D>(p, c.len, acc);
   }
 }
 
-__global__ void __launch_bounds__(kThreads)
+// kRows: some tensor counts dormant rows (weight_stats). The plain instance, which
+// grad_stats and tensor_stats use, carries no row code and so needs fewer registers.
+template <bool kRows>
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
     chunk_kernel(const Chunk* __restrict__ chunks, double dormant_threshold,
                  Partial* __restrict__ chunk_partials) {
   const Chunk c = chunks[blockIdx.x];
   Partial acc = partial_empty();
   switch (c.dtype) {
     case kFloat32:
-      chunk_stats<kFloat32>(c, dormant_threshold, acc);
+      chunk_stats<kFloat32, kRows>(c, dormant_threshold, acc);
       break;
     case kFloat64:
-      chunk_stats<kFloat64>(c, dormant_threshold, acc);
+      chunk_stats<kFloat64, kRows>(c, dormant_threshold, acc);
       break;
     case kFloat16:
-      chunk_stats<kFloat16>(c, dormant_threshold, acc);
+      chunk_stats<kFloat16, kRows>(c, dormant_threshold, acc);
       break;
     default:
-      chunk_stats<kBFloat16>(c, dormant_threshold, acc);
+      chunk_stats<kBFloat16, kRows>(c, dormant_threshold, acc);
       break;
   }
   block_merge(acc);
@@ -218,7 +235,8 @@ int64_t workspace_bytes(int64_t n_chunks, int64_t n_tensors) {
 }
 
 std::string launch(int device, const void* table, int64_t n_chunks, int64_t n_tensors,
-                   void* workspace, double dormant_threshold, double* out, uintptr_t stream) {
+                   bool has_rows, void* workspace, double dormant_threshold, double* out,
+                   uintptr_t stream) {
   cudaError_t err = cudaSetDevice(device);
   if (err != cudaSuccess) return cudaGetErrorString(err);
   auto* s = reinterpret_cast<cudaStream_t>(stream);
@@ -231,8 +249,9 @@ std::string launch(int device, const void* table, int64_t n_chunks, int64_t n_te
       static_cast<uint8_t*>(workspace) +
       align_up((n_chunks + n_tensors) * static_cast<int64_t>(sizeof(Partial)), 16));
   if (n_chunks > 0) {
-    chunk_kernel<<<static_cast<unsigned>(n_chunks), kThreads, 0, s>>>(chunks, dormant_threshold,
-                                                                      chunk_partials);
+    const auto kernel = has_rows ? chunk_kernel<true> : chunk_kernel<false>;
+    kernel<<<static_cast<unsigned>(n_chunks), kThreads, 0, s>>>(chunks, dormant_threshold,
+                                                                chunk_partials);
     err = cudaGetLastError();
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }

@@ -10,6 +10,7 @@ def launch(
     table_ptr: int,
     n_chunks: int,
     n_tensors: int,
+    has_rows: bool,
     workspace_ptr: int,
     dormant_threshold: float,
     out_ptr: int,

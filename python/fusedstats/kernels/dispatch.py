@@ -316,6 +316,7 @@ def _run_cuda(cuda_ext: Any, prep: Prepared, out: Any, dormant_threshold: float)
         table_dev.data_ptr(),
         n_chunks,
         len(prep.ptrs),
+        any(prep.row_lens),
         workspace.data_ptr(),
         dormant_threshold,
         out.data_ptr(),
