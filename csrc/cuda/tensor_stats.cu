@@ -221,6 +221,12 @@ int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 
 }  // namespace
 
+namespace {
+std::string launch_on_current(const void* table, int64_t n_chunks, int64_t n_tensors,
+                              bool has_rows, void* workspace, double dormant_threshold,
+                              double* out, uintptr_t stream);
+}  // namespace
+
 std::vector<uint8_t> table_bytes(const Plan& plan) {
   const size_t chunk_bytes = plan.chunks.size() * sizeof(Chunk);
   const size_t first_bytes = plan.first_chunk.size() * sizeof(int64_t);
@@ -237,8 +243,27 @@ int64_t workspace_bytes(int64_t n_chunks, int64_t n_tensors) {
 std::string launch(int device, const void* table, int64_t n_chunks, int64_t n_tensors,
                    bool has_rows, void* workspace, double dormant_threshold, double* out,
                    uintptr_t stream) {
-  cudaError_t err = cudaSetDevice(device);
+  // Switch to the tensors' device for the launch and back afterwards: the current
+  // device is per-thread state that torch's runtime shares with this one.
+  int previous = -1;
+  cudaError_t err = cudaGetDevice(&previous);
   if (err != cudaSuccess) return cudaGetErrorString(err);
+  if (previous != device) {
+    err = cudaSetDevice(device);
+    if (err != cudaSuccess) return cudaGetErrorString(err);
+  }
+  const std::string result = launch_on_current(table, n_chunks, n_tensors, has_rows, workspace,
+                                               dormant_threshold, out, stream);
+  if (previous != device) cudaSetDevice(previous);
+  return result;
+}
+
+namespace {
+
+std::string launch_on_current(const void* table, int64_t n_chunks, int64_t n_tensors,
+                              bool has_rows, void* workspace, double dormant_threshold,
+                              double* out, uintptr_t stream) {
+  cudaError_t err = cudaSuccess;
   auto* s = reinterpret_cast<cudaStream_t>(stream);
   const auto* chunks = static_cast<const Chunk*>(table);
   const auto* first_chunk = reinterpret_cast<const int64_t*>(static_cast<const uint8_t*>(table) +
@@ -262,6 +287,8 @@ std::string launch(int device, const void* table, int64_t n_chunks, int64_t n_te
   if (err != cudaSuccess) return cudaGetErrorString(err);
   return std::string();
 }
+
+}  // namespace
 
 }  // namespace cuda
 }  // namespace fusedstats
