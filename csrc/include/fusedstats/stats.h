@@ -25,6 +25,13 @@
 #else
 #define FS_SIMD_REDUCE(clauses)
 #endif
+// Explicit FMA where the target has it (AVX2+FMA copy, CUDA); a*b+c elsewhere, so the
+// baseline copy never calls libm's software fma.
+#if defined(__CUDACC__) || defined(__FMA__)
+#define FS_FMA(a, b, c) fma((a), (b), (c))
+#else
+#define FS_FMA(a, b, c) ((a) * (b) + (c))
+#endif
 
 namespace fusedstats {
 
@@ -194,22 +201,14 @@ struct Elem<kBFloat16> {
 
 // ---- statistics of one small tile --------------------------------------------
 
-// Fast path: assumes every value is finite and checks afterwards. One sweep for
-// sum/l1/min/max/zeros, then Σ(x - mean)² over the same tile, which is still in L1
-// (CPU: 1024 elements) or in registers (GPU: one 16-byte load): a two-pass variance
-// that costs no extra memory traffic. Elements are widened to double as they are
-// read, in both sweeps (re-widening is cheaper than storing a widened copy).
+// Two-pass tile (all values finite, checked): one sweep for sum/l1/min/max/zeros,
+// then the corrected Σ(x - m0)² over the same tile, which is still in L1 (CPU) or in
+// registers (GPU), so the second sweep costs no memory traffic. Exact whatever the
+// data; tile_stats_fast falls back to it when its shift was a poor guess.
 // Returns false when a NaN/Inf was present (Σ|x| is then not finite) or Σ|x|
-// overflowed; the caller then uses tile_stats_slow on the same tile.
-//
-// `omp simd reduction` lets the compiler keep accumulators per vector lane (GCC does
-// not vectorize a ternary min/max or a double sum without it); FS_SIMDLEN lanes
-// (set per compiled copy) give several independent add chains, so the loop is not
-// bound by the 4-cycle add latency. The lane count, hence the summation order, is
-// fixed per compiled copy, so results are bit-identical at any thread count; the
-// AVX2 and SSE2 copies may differ in the last bit.
+// overflowed.
 template <int32_t D>
-FS_FN bool tile_stats_fast(const typename Elem<D>::T* v, int64_t n, double shift, Partial& t) {
+FS_FN bool tile_stats_two_pass(const typename Elem<D>::T* v, int64_t n, double shift, Partial& t) {
   using N = typename Elem<D>::N;
   double s = 0.0, a = 0.0;
   N lo = static_cast<N>(fs_inf()), hi = static_cast<N>(-fs_inf());
@@ -245,6 +244,65 @@ FS_FN bool tile_stats_fast(const typename Elem<D>::T* v, int64_t n, double shift
   t.mean = (m0 - t.shift) + sd / nd;
   t.m2 = m - sd * sd / nd;
   t.sumsq = t.m2 + s * s / nd;  // Σx² = M2 + n·mean²: non-negative terms, no cancellation
+  t.min = static_cast<double>(lo);
+  t.max = static_cast<double>(hi);
+  return true;
+}
+
+// Fast path, one sweep: deviations d = x - K from a shift K near the data (the
+// accumulator's shift, or the tile's first value) give Σd and Σd², hence the tile's
+// mean and M2 = Σd² - (Σd)²/n; l1/min/max/zeros come from the same sweep. That
+// subtraction cancels only when the tile's mean is far from K compared with its
+// spread: if (Σd)²/n > Σd²/2 (at most one bit lost) the tile is redone two-pass from
+// L1. Elements are widened to double as they are read.
+// Returns false when a NaN/Inf was present (Σ|x| is then not finite) or Σ|x|
+// overflowed; the caller then uses tile_stats_slow on the same tile.
+//
+// Measured on Zen 3 (float32, in cache): the two-pass tile ran at ~2.4 G elements/s
+// per core, limited by its 4 vcvtps2pd and 10 FP adds per 8 elements; this sweep has
+// 2 conversions, 6 adds and 2 FMAs.
+//
+// `omp simd reduction` lets the compiler keep accumulators per vector lane (GCC does
+// not vectorize a ternary min/max or a double sum without it); FS_SIMDLEN lanes
+// give several independent add chains, so the loop is not bound by add latency.
+// The lane count, hence the summation order, is fixed per compiled copy, so results
+// are bit-identical at any thread count; the AVX2 and SSE2 copies may differ in the
+// last bit (FMA, lane order).
+template <int32_t D>
+FS_FN bool tile_stats_fast(const typename Elem<D>::T* v, int64_t n, double shift, Partial& t) {
+  using N = typename Elem<D>::N;
+  const double k = shift == shift ? shift : static_cast<double>(Elem<D>::load(v[0]));
+  double sd = 0.0, sq = 0.0, a = 0.0;
+  N lo = static_cast<N>(fs_inf()), hi = static_cast<N>(-fs_inf());
+  int32_t z = 0;  // a tile is at most a few thousand elements
+  FS_SIMD_REDUCE(reduction(+ : sd, sq, a, z) reduction(min : lo) reduction(max : hi))
+  for (int64_t i = 0; i < n; ++i) {
+    const N xn = Elem<D>::load(v[i]);
+    const double x = static_cast<double>(xn);
+    const double d = x - k;
+    sd += d;
+    sq = FS_FMA(d, d, sq);
+    a += fabs(x);
+    z += xn == N(0) ? 1 : 0;
+    lo = xn < lo ? xn : lo;
+    hi = xn > hi ? xn : hi;
+  }
+  if (!(a <= kMaxFinite) || !(k <= kMaxFinite && k >= -kMaxFinite)) return false;
+  const double nd = static_cast<double>(n);
+  const double mean_d = sd / nd;
+  const double between = sd * mean_d;  // n·mean_d²
+  if (!(between <= 0.5 * sq)) return tile_stats_two_pass<D>(v, n, shift, t);
+  t.numel = n;
+  t.n_nan = t.n_inf = t.n_dormant = 0;
+  t.n_zero = z;
+  t.n_finite = n;
+  t.sum = sd + nd * k;
+  t.l1 = a;
+  t.shift = k;
+  t.mean = mean_d;
+  t.m2 = sq - between;
+  const double mean = k + mean_d;
+  t.sumsq = t.m2 + nd * mean * mean;  // Σx² = M2 + n·mean²: non-negative terms
   t.min = static_cast<double>(lo);
   t.max = static_cast<double>(hi);
   return true;
