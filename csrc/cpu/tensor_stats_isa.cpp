@@ -1,21 +1,21 @@
 // The chunk loop of the CPU kernel. CMake compiles this file twice: with FS_ISA=baseline
 // (the wheel's portable flags) and, on x86-64, with FS_ISA=avx2 (-mavx2 -mfma -mf16c);
-// tensor_stats_cpu.cpp picks one at run time. Both use -ffp-contract=off and the same
-// fixed lane count, so they return the same bits.
+// tensor_stats_cpu.cpp picks one at run time, once per process. Each copy is
+// deterministic at any thread count; the two may differ in the last bit (FMA, lanes).
 //
 // Vectorization, checked with `objdump -d` and -fopt-info-vec on the GCC 12 -O3 build
-// of the avx2 copy (tile_stats_fast<kFloat32>, the loop every 16/32-bit input runs):
-//   vmovups (8 floats) -> vcvtps2pd x2 -> vaddpd x2 (sum), vandpd + vaddpd x2 (l1);
-//   vcmpeqps + vpsubd (zero count), vminps, vmaxps: 14 instructions per 8 elements,
-//   no scalar code in the loop; the second sweep is vcvtps2pd, vsubpd, vmulpd, vaddpd.
-// Without `omp simd reduction` GCC left the min/max and double sums scalar (vminsd,
-// vaddsd). Measured in-cache on this 2-core AMD EPYC: 11 GB/s of float32 per core.
-// float16 (F16C vcvtph2ps) and bfloat16 (vpmovzxwd + vpslld) are widened to a float
-// tile first; through the generic load they ran at 0.14 and 2.2 GB/s instead of ~5.
-// The baseline copy has the same loops in SSE2 xmm registers (about 3 GB/s).
+// of the avx2 copy (tile_stats_fast<kFloat32>, the loop every 16/32-bit input runs),
+// per 8 elements: vmovups; vminps, vmaxps, vcmpeqps + vpsubd (min, max, zero count on
+// the 8 floats); vextractf128 + vcvtps2pd x2; vsubpd x2 (d = x - shift); vaddpd x2
+// (Σd); vfmadd231pd x2 (Σd²); vandpd + vaddpd x2 (l1). No scalar code in the loop.
+// Without `omp simd reduction` GCC left the min/max and the double sums scalar
+// (vminsd, vaddsd). Measured in cache on this 2-core AMD EPYC (Zen 3): 14 GB/s of
+// float32 per core. float16 (F16C vcvtph2ps) and bfloat16 (vpmovzxwd + vpslld) are
+// widened to a float tile first; through the generic load they ran at 0.14 and
+// 2.2 GB/s instead of ~5-6. The baseline copy has the same loops in SSE2 registers.
 #include <cstdint>
 
-#if defined(__F16C__)
+#if defined(__F16C__) || defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -105,12 +105,41 @@ static Partial one_chunk(const Chunk& c, double dormant_threshold) {
   }
 }
 
+// Clears flush-to-zero and denormals-are-zero for its scope and restores them. They
+// are per-thread state (torch.set_flush_denormal sets them on the caller's thread
+// only), so without this a subnormal input would count as zero on one thread and not
+// on another, and results would depend on the schedule.
+class ExactDenormals {
+ public:
+  ExactDenormals() {
+#if defined(__SSE2__)
+    saved_ = _mm_getcsr();
+    _mm_setcsr(saved_ & ~kFtzDaz);
+#endif
+  }
+  ~ExactDenormals() {
+#if defined(__SSE2__)
+    _mm_setcsr(saved_);
+#endif
+  }
+  ExactDenormals(const ExactDenormals&) = delete;
+  ExactDenormals& operator=(const ExactDenormals&) = delete;
+
+ private:
+  static constexpr unsigned kFtzDaz = 0x8040u;  // MXCSR bits 15 (FTZ) and 6 (DAZ)
+  unsigned saved_ = 0;
+};
+
 void chunk_partials(const Chunk* chunks, int64_t n_chunks, double dormant_threshold,
                     Partial* out, int num_threads, bool parallel) {
-  // Each chunk writes its own slot, so the schedule cannot change the result;
-  // dynamic because the last chunk of each tensor is short.
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads) if (parallel)
-  for (int64_t i = 0; i < n_chunks; ++i) out[i] = one_chunk(chunks[i], dormant_threshold);
+#pragma omp parallel num_threads(num_threads) if (parallel)
+  {
+    const ExactDenormals exact;
+    // Each chunk writes its own slot, so the schedule cannot change the result;
+    // dynamic because the last chunk of each tensor is short.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < n_chunks; ++i) out[i] = one_chunk(chunks[i], dormant_threshold);
+  }
 }
 
 }  // namespace FS_ISA

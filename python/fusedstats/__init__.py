@@ -57,8 +57,8 @@ def build_info() -> dict[str, Any]:
 
     Example:
         >>> info = build_info()
-        >>> sorted(info)[:3]
-        ['chunk_elems', 'compiler', 'cuda_built']
+        >>> info["openmp"], info["simd_level"] in info["simd_levels"], "cuda_built" in info
+        (True, True, True)
     """
     core = _native.core()
     info: dict[str, Any] = dict(core.build_info())
@@ -68,7 +68,12 @@ def build_info() -> dict[str, Any]:
     cuda = _native.cuda()
     info["cuda_built"] = cuda is not None
     if cuda is not None:
-        info.update(cuda.build_info())
+        info.update(
+            {
+                f"cuda_{k}" if not k.startswith("cuda_") else k: v
+                for k, v in cuda.build_info().items()
+            }
+        )
     return info
 
 

@@ -151,21 +151,24 @@ FS_FN float fs_bits_to_float(uint32_t bits) {
 // bfloat16 is the upper half of a float32: exact, and a shift the compiler vectorizes.
 FS_FN float load_bf16(uint16_t h) { return fs_bits_to_float(static_cast<uint32_t>(h) << 16); }
 
-// IEEE half -> float without branches (vectorizes; F16C is used when the target has it).
-// Normal and subnormal halves: place exponent+mantissa in a float and rescale by
-// 2^112 (= 2^(127-15)), which renormalizes subnormals exactly. Inf/NaN: force the
-// exponent to all ones, keeping the mantissa (so NaN stays NaN).
+// IEEE half -> float without branches (vectorizes; the CPU's AVX2 copy uses F16C).
+// Normal halves: rebias the exponent. Subnormal halves: mantissa * 2^-24, built from
+// an integer so that no float subnormal is ever an input (a thread with DAZ set, e.g.
+// after torch.set_flush_denormal(True), would read it as zero). Inf/NaN: exponent all
+// ones, mantissa kept (NaN stays NaN).
 FS_FN float load_f16(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t em = static_cast<uint32_t>(h & 0x7fffu);
-  const float scaled = fs_bits_to_float(em << 13) * 5.192296858534828e33f;  // 2^112
-  uint32_t bits;
+  const uint32_t normal = (em << 13) + (static_cast<uint32_t>(127 - 15) << 23);
+  const uint32_t special = 0x7f800000u | (em << 13);
+  const float subnormal = static_cast<float>(static_cast<int32_t>(em)) * 5.9604644775390625e-8f;
+  uint32_t sub_bits;
 #if defined(__CUDA_ARCH__)
-  bits = __float_as_uint(scaled);
+  sub_bits = __float_as_uint(subnormal);
 #else
-  __builtin_memcpy(&bits, &scaled, sizeof bits);
+  __builtin_memcpy(&sub_bits, &subnormal, sizeof sub_bits);
 #endif
-  bits = em >= 0x7c00u ? (0x7f800000u | (em << 13)) : bits;
+  const uint32_t bits = em >= 0x7c00u ? special : (em >= 0x0400u ? normal : sub_bits);
   return fs_bits_to_float(bits | sign);
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,6 +33,12 @@ def _named_parameters(model_or_named: Any) -> list[tuple[str, Any]]:
     )
 
 
+def _check_tensor(name: str, value: Any, what: str) -> None:
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor):
+        raise TypeError(f"parameter {name!r} is a {type(value).__name__}; expected a {what}")
+
+
 def _keyed(row: list[float], prefix: str, suffix: str = "") -> dict[str, float]:
     return {f"{prefix}{_METTA_NAMES.get(f, f)}{suffix}": row[COLUMN_INDEX[f]] for f in FIELDS}
 
@@ -56,8 +63,11 @@ def grad_stats(
         >>> g["grad/numel"], g["grad/norm"] > 0
         (8.0, True)
     """
-    named = [(n, p.grad) for n, p in _named_parameters(model_or_named_parameters)]
-    named = [(n, g) for n, g in named if g is not None]
+    named = []
+    for n, p in _named_parameters(model_or_named_parameters):
+        _check_tensor(n, p, "torch.Tensor with .grad")
+        if p.grad is not None:
+            named.append((n, p.grad))
     if not named:
         return {}
     names = [n for n, _ in named]
@@ -89,13 +99,15 @@ def weight_stats(
         >>> import torch, fusedstats
         >>> layer = torch.nn.Linear(4, 3)
         >>> with torch.no_grad():
-        ...     layer.weight[0].zero_()
+        ...     _ = layer.weight[0].zero_()
         >>> fusedstats.weight_stats(layer)["weights/dormant_frac/weight"]
         0.3333333333333333
     """
     named = _named_parameters(model)
     if not named:
         return {}
+    for n, p in named:
+        _check_tensor(n, p, "torch.Tensor")
     names = [n for n, _ in named]
     values = [p.detach() for _, p in named]
     row_lens = [int(v.shape[1]) if v.dim() == 2 and v.numel() > 0 else 0 for v in values]

@@ -19,7 +19,7 @@ def _as_torch(x: Any) -> Any:
     import torch
 
     if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(x))
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("=")))
     return x
 
 
