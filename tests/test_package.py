@@ -63,6 +63,14 @@ def test_build_info():
     assert info["version"] == fusedstats.__version__
 
 
+def test_build_info_keeps_the_cpu_core_entries():
+    # BUG (__init__.py, build_info): info.update(_cuda.build_info()) overwrites the CPU
+    # core's "chunk_elems" (65536) with the CUDA one (32768) when _cuda is built.
+    info = fusedstats.build_info()
+    for key, value in _core.build_info().items():
+        assert info[key] == value, f"build_info()[{key!r}] is {info[key]!r}, core says {value!r}"
+
+
 def test_columns_and_dtype_codes_match_the_core():
     assert fusedstats.COLUMNS == tuple(_core.COLUMNS)
     assert fusedstats.NUM_COLUMNS == _core.NUM_COLUMNS == len(fusedstats.COLUMNS)
@@ -70,7 +78,9 @@ def test_columns_and_dtype_codes_match_the_core():
     assert dispatch.DTYPE_CODES == dict(_core.DTYPE_CODES)
 
 
-@pytest.mark.parametrize("module", ["fusedstats", "fusedstats.kernels", "fusedstats.kernels.dispatch"])
+@pytest.mark.parametrize(
+    "module", ["fusedstats", "fusedstats.kernels", "fusedstats.kernels.dispatch"]
+)
 def test_all_names_exist(module):
     mod = importlib.import_module(module)
     assert mod.__all__, f"{module}.__all__ is empty"

@@ -6,9 +6,6 @@ import numpy as np
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
-import fusedstats
-from fusedstats import _core
 from tests.helpers import (
     CPU_CHUNK,
     TILE,
@@ -17,6 +14,9 @@ from tests.helpers import (
     assert_matches_reference,
     property_settings,
 )
+
+import fusedstats
+from fusedstats import _core
 
 THREAD_COUNTS = (1, 2, 3)
 

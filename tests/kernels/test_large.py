@@ -11,7 +11,9 @@ NUMEL = 2**31 + 1000
 NEEDED_BYTES = 10 * 2**30  # the 4 GiB tensor, with room for the rest of the process
 
 
-def _available_bytes() -> int:
+def _free_bytes(device: str) -> int:
+    if device == "cuda":
+        return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else 0
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not on Linux: do not risk it
@@ -19,9 +21,14 @@ def _available_bytes() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_available_bytes() < NEEDED_BYTES, reason="needs ~10 GiB of free memory")
-def test_more_than_2_pow_31_elements():
-    x = torch.zeros(NUMEL, dtype=torch.bfloat16)
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)],
+)
+def test_more_than_2_pow_31_elements(device):
+    if _free_bytes(device) < NEEDED_BYTES:
+        pytest.skip(f"needs ~10 GiB of free {device} memory")
+    x = torch.zeros(NUMEL, dtype=torch.bfloat16, device=device)
     # Known values on both sides of index 2**31, so a 32-bit index would miss or alias them.
     x[0] = 1.5
     x[2**31 - 1] = float("nan")

@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
+from tests.helpers import field_mismatch, reference_buffer, rtol_for
 from torch import nn
 
 import fusedstats
 from fusedstats import COLUMNS, FIELDS
-from tests.helpers import field_mismatch, reference_buffer, rtol_for
 
 METTA_NAME = {"var": "variance"}
 
@@ -151,7 +151,7 @@ def test_grad_stats_rejects_what_is_not_parameters(bad):
 def test_pairs_whose_value_is_not_a_tensor_are_a_type_error(stats, bad):
     # BUG (kernels/model_stats.py): `p.grad` / `p.detach()` is read before any check, so
     # these raise AttributeError instead of a TypeError that names the parameter.
-    with pytest.raises(TypeError, match="'w'|item 0"):
+    with pytest.raises(TypeError, match=r"'w'|item 0"):
         stats(bad)
 
 

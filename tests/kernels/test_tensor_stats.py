@@ -1,15 +1,13 @@
 """tensor_stats on CPU (torch and numpy inputs) against the pure-torch reference."""
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
-import fusedstats
-from fusedstats import NUM_COLUMNS
 from tests.helpers import (
     CPU_CHUNK,
     TILE,
@@ -25,11 +23,14 @@ from tests.helpers import (
     to_numpy,
 )
 
+import fusedstats
+from fusedstats import COLUMNS, NUM_COLUMNS, _core
+
 NAN, INF = math.nan, math.inf
 NO_FINITE_NAN_FIELDS = ("mean", "var", "var_pop", "std", "min", "max", "abs_max")
 
 
-@property_settings(max_examples=60)
+@property_settings(max_examples=150)
 @given(case=cases())
 def test_matches_reference_on_random_lists(case):
     tensors = make_tensors(case)
@@ -44,7 +45,7 @@ def test_matches_reference_on_random_lists(case):
     assert_matches_reference(buffer, tensors, names)
 
 
-@property_settings(max_examples=15)
+@property_settings(max_examples=25)
 @given(case=cases(max_tensors=30))
 def test_a_row_depends_only_on_its_tensor(case):
     # Chunks never straddle tensors and are merged in a fixed order, so a tensor's row
@@ -62,10 +63,11 @@ def test_a_row_depends_only_on_its_tensor(case):
     seed=st.integers(0, 2**32 - 1),
     dtype=st.sampled_from(list(TORCH_DTYPES)),
     sizes=st.sampled_from([(2,), (1000,), (1025, 3), (70_000,), (100_000, 1, 5000)]),
-    mean_std=st.sampled_from([(1e4, 1e-2), (-1e4, 1e-2), (1e6, 1.0)]),
+    mean_std=st.sampled_from([(1e4, 1e-2), (-1e4, 1e-2), (1e6, 1.0), (1e6, 1e-3)]),
 )
 def test_large_offset_tiny_spread(seed, dtype, sizes, mean_std):
-    # spec: mean 1e4, std 1e-2 (and the same conditioning at 1e6) must hold to the tolerances
+    # The spec's case is mean 1e4, std 1e-2; 1e6 +- 1e-3 is what stats.h says the shifted
+    # Chan merge handles (it was 3e-9 off before that change).
     rng = np.random.default_rng(seed)
     mean, std = mean_std
     tensors = [
@@ -238,6 +240,49 @@ def test_numpy_and_torch_in_one_call_give_a_torch_buffer():
 def test_float16_subnormal_and_extreme_values(values):
     for x in (torch.tensor(values, dtype=torch.float16), np.array(values, dtype=np.float16)):
         assert_matches_reference(fusedstats.tensor_stats([x]).as_tensor(), [x])
+
+
+DENORMALS = {
+    "float32": [1e-40, -3e-42, 1e-45],
+    "bfloat16": [1e-40, -3e-39],
+    "float64": [1e-310, -5e-324],
+    "float16": [6e-8, -1e-5, 3e-5],
+}
+
+
+@pytest.mark.parametrize("dtype", list(DENORMALS))
+def test_subnormal_values(dtype):
+    x = torch.tensor([*DENORMALS[dtype], 0.0, 2.0] * 300, dtype=TORCH_DTYPES[dtype])
+    stats = fusedstats.tensor_stats([x])
+    assert stats.global_["n_zero"] == 300
+    assert_matches_reference(stats.as_tensor(), [x])
+
+
+@contextmanager
+def flush_denormal_on_baseline():
+    level = _core.simd_level()
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        assert _core.set_simd_level("baseline")
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+        assert _core.set_simd_level(level)
+
+
+def test_float16_subnormals_survive_flush_denormal_mode():
+    # BUG (csrc/include/fusedstats/stats.h, load_f16): subnormal halves are rebuilt by a
+    # float multiply of a float denormal, which the CPU reads as 0 once denormals are
+    # flushed (torch.set_flush_denormal(True) sets DAZ in the calling thread). The AVX2
+    # copy converts with F16C and is right; the baseline copy (non-AVX2 CPUs, aarch64)
+    # counts them as zeros. Worker threads keep their own MXCSR, so large inputs would
+    # also depend on the thread schedule.
+    x = torch.tensor([6e-8, -1e-5, 0.0, 2.0] * 300, dtype=torch.float16)
+    with flush_denormal_on_baseline():
+        got = fusedstats.tensor_stats([x]).as_tensor()
+    assert got[-1, COLUMNS.index("n_zero")] == 300
+    assert_matches_reference(got, [x])
 
 
 def test_empty_list():
