@@ -42,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="bench_tensor_stats.py",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    tensor_stats.add_arguments(parser, default_out=str(DEFAULT_OUT.relative_to(Path.cwd()))
-                               if DEFAULT_OUT.is_relative_to(Path.cwd()) else str(DEFAULT_OUT))
+    tensor_stats.add_arguments(
+        parser,
+        default_out=str(DEFAULT_OUT.relative_to(Path.cwd()))
+        if DEFAULT_OUT.is_relative_to(Path.cwd())
+        else str(DEFAULT_OUT),
+    )
     return tensor_stats.main_from_args(parser.parse_args(argv))
 
 

@@ -13,7 +13,9 @@ the per-tensor reference loop (case (a) only, few repetitions), ``torch._foreach
 plus one ``torch.stack(...).norm()`` (the global norm only), and read probes (a float32
 sum over a buffer of the same byte size) that give the machine's measured read
 bandwidth. Case (a) also races a copy with every other 2-D tensor transposed, to show
-what the contiguous copies of non-contiguous inputs cost.
+what the contiguous copies of non-contiguous inputs cost. On CPU the fusedstats and
+torch methods race with one thread too, and ratios compare each side at its faster
+thread count (see :func:`fusedstats.bench.timing.with_threads` for why).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import gc
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +35,14 @@ import numpy as np
 
 from ..kernels.columns import COLUMN_INDEX, FIELDS
 from . import torch_baseline
-from .timing import RaceResult, count_cuda_kernels, machine_info, race, read_probes
+from .timing import (
+    RaceResult,
+    count_cuda_kernels,
+    machine_info,
+    race,
+    read_probes,
+    with_threads,
+)
 
 REPS = 9
 QUICK_REPS = 3
@@ -43,18 +53,20 @@ SELF_CHECK_RTOL = 1e-6  # the spec's tolerance for float32 and narrower inputs
 LABELS = {
     "fusedstats": "fusedstats.tensor_stats (all fields)",
     "torch_vectorized": "pure torch vectorized, exact (all fields)",
-    "torch_fp32": "pure torch, fp32 reductions (all, ~1e-3 err)",
+    "torch_fp32": "pure torch, fp32 reductions (inexact)",
     "torch_naive": "pure torch per-tensor reference loop",
     "foreach_norm": "torch._foreach_norm (norm only)",
-    "fusedstats_noncontig": "fusedstats, every other tensor transposed",
-    "torch_vectorized_noncontig": "pure torch vectorized, transposed",
+    "fusedstats_noncontig": "fusedstats, every other 2-D transposed",
+    "torch_vectorized_noncontig": "pure torch vectorized exact, transposed",
     "read_numpy_sum": "read probe: numpy float32 sum (1 thread)",
     "read_torch_sum": "read probe: torch float32 sum",
 }
 # The methods whose result is the full [n + 1, NUM_COLUMNS] buffer.
 _BUFFER_METHODS = (
     "fusedstats",
+    "fusedstats_1t",
     "torch_vectorized",
+    "torch_vectorized_1t",
     "torch_fp32",
     "fusedstats_noncontig",
     "torch_vectorized_noncontig",
@@ -74,7 +86,8 @@ class Case:
 
     def describe(self) -> str:
         """One line, e.g. ``(a) 200 tensors, 10.0M float32 elements``."""
-        return f"({self.key}) {self.n_tensors} tensors, {self.numel / 1e6:.1f}M {self.dtype} elements"
+        size = f"{self.numel / 1e6:.1f}M {self.dtype} elements"
+        return f"({self.key}) {self.n_tensors} tensors, {size}"
 
 
 def cases(quick: bool = False) -> list[Case]:
@@ -154,13 +167,14 @@ def transpose_every_other(tensors: list[Any]) -> tuple[list[Any], int, int]:
     """
     out, n, nbytes, k = [], 0, 0, 0
     for t in tensors:
+        view = t
         if t.dim() == 2 and min(t.shape) > 1:
             if k % 2 == 0:
-                t = t.t()
+                view = t.t()
                 n += 1
                 nbytes += t.numel() * t.element_size()
             k += 1
-        out.append(t)
+        out.append(view)
     return out, n, nbytes
 
 
@@ -274,7 +288,11 @@ def self_check(device: str) -> dict[str, Any]:
 
 
 def method_fns(case: Case, tensors: list[Any], device: str) -> dict[str, Callable[[], Any]]:
-    """The functions raced on ``case``: name -> function returning a host result."""
+    """The functions raced on ``case``: name -> function returning a host result.
+
+    On CPU the main methods also run with one thread (``<name>_1t``); speedups compare
+    each side at its faster thread count.
+    """
     import torch
 
     import fusedstats
@@ -286,11 +304,16 @@ def method_fns(case: Case, tensors: list[Any], device: str) -> dict[str, Callabl
         "torch_fp32": lambda: torch_baseline.stats_buffer(tensors, exact=False),
         "foreach_norm": lambda: torch.stack(torch._foreach_norm(tensors)).norm().item(),
     }
+    if device == "cpu":
+        for name in list(fns):
+            fns[f"{name}_1t"] = with_threads(fns[name], 1)
     if case.naive:
         fns["torch_naive"] = lambda: _as_host(reference.stats_buffer(tensors))
     if case.noncontig:
         transposed, _, _ = transpose_every_other(tensors)
         fns["fusedstats_noncontig"] = lambda: fusedstats.tensor_stats(transposed).host()
+        if device == "cpu":
+            fns["fusedstats_noncontig_1t"] = with_threads(fns["fusedstats_noncontig"], 1)
         fns["torch_vectorized_noncontig"] = lambda: torch_baseline.stats_buffer(transposed)
     fns.update(read_probes(nbytes_of(tensors), device))
     return fns
@@ -299,7 +322,18 @@ def method_fns(case: Case, tensors: list[Any], device: str) -> dict[str, Callabl
 def _label(name: str) -> str:
     if name.startswith("read_torch_sum_"):
         return f"{LABELS['read_torch_sum']} ({name.rsplit('_', 1)[1][:-1]} threads)"
+    if name.endswith("_1t"):
+        return f"{LABELS[name.removesuffix('_1t')]}, 1 thr"
     return LABELS.get(name, name)
+
+
+def _best(methods: dict[str, dict[str, Any]], name: str) -> tuple[str, float]:
+    """The faster of ``name`` and ``name``_1t: (which, median seconds)."""
+    which = min(
+        (n for n in (name, f"{name}_1t") if n in methods),
+        key=lambda n: float(methods[n]["median_s"]),
+    )
+    return which, float(methods[which]["median_s"])
 
 
 def run_case(case: Case, device: str, reps: int, warmup: int = 1) -> dict[str, Any]:
@@ -320,7 +354,7 @@ def run_case(case: Case, device: str, reps: int, warmup: int = 1) -> dict[str, A
         max_reps={"torch_naive": NAIVE_MAX_REPS},
         budget_s={"torch_naive": NAIVE_BUDGET_S},
     )
-    methods = {
+    methods: dict[str, dict[str, Any]] = {
         name: {
             "label": _label(name),
             "median_s": res.median(name),
@@ -331,9 +365,14 @@ def run_case(case: Case, device: str, reps: int, warmup: int = 1) -> dict[str, A
         for name, times in res.times.items()
     }
     probes = [n for n in methods if n.startswith("read_")]
-    best_probe = min(probes, key=lambda n: methods[n]["median_s"])
-    read_s = methods[best_probe]["median_s"]
-    fused_s = methods["fusedstats"]["median_s"]
+    best_probe = min(probes, key=lambda n: float(methods[n]["median_s"]))
+    read_s = float(methods[best_probe]["median_s"])
+    fused_name, fused_s = _best(methods, "fusedstats")
+    best = {
+        name: _best(methods, name)
+        for name in ("torch_vectorized", "torch_fp32", "foreach_norm", "torch_naive")
+        if name in methods
+    }
     out: dict[str, Any] = {
         "case": case.key,
         "description": case.describe(),
@@ -345,23 +384,23 @@ def run_case(case: Case, device: str, reps: int, warmup: int = 1) -> dict[str, A
         "methods": methods,
         "read_bandwidth_gbs": nbytes / read_s / 1e9,
         "read_probe": best_probe,
+        # Each side at its faster thread count (see method_fns).
+        "fusedstats_best": fused_name,
         "fusedstats_fraction_of_read_bandwidth": read_s / fused_s,
         "fusedstats_time_vs_one_read": fused_s / read_s,
-        "speedup": {
-            f"vs_{name}": methods[name]["median_s"] / fused_s
-            for name in ("torch_vectorized", "torch_fp32", "foreach_norm", "torch_naive")
-            if name in methods
-        },
+        "speedup": {f"vs_{name}": t / fused_s for name, (_, t) in best.items()},
+        "speedup_against": {f"vs_{name}": which for name, (which, _) in best.items()},
         "agreement": _agreement(res, case),
     }
     if case.noncontig:
         _, n_t, t_bytes = transpose_every_other(tensors)
-        nc_s = methods["fusedstats_noncontig"]["median_s"]
+        nc_name, nc_s = _best(methods, "fusedstats_noncontig")
         out["noncontiguous"] = {
             "n_transposed": n_t,
             "bytes_copied": t_bytes,
             "fusedstats_contiguous_s": fused_s,
             "fusedstats_noncontiguous_s": nc_s,
+            "fusedstats_noncontiguous_best": nc_name,
             "overhead_s": nc_s - fused_s,
             "overhead_ratio": nc_s / fused_s,
             "torch_vectorized_noncontiguous_s": methods["torch_vectorized_noncontig"]["median_s"],
@@ -402,6 +441,7 @@ def run(
     quick: bool = False,
     device: str = "cpu",
     reps: int | None = None,
+    threads: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any] | None:
     """Runs the benchmark; returns its results (None when ``device`` is unavailable).
@@ -410,15 +450,21 @@ def run(
         quick: sizes / 10 and 3 repetitions (a smoke run of a few seconds).
         device: "cpu" or "cuda".
         reps: timed repetitions per method (default 9, or 3 when quick).
+        threads: CPU threads for fusedstats and torch (default: leave them as they are).
         log: where progress lines go.
     """
     import torch
+
+    import fusedstats
 
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         log("fusedstats bench: CUDA is not available on this machine; skipped.")
         return None
+    if threads is not None:
+        torch.set_num_threads(threads)
+        fusedstats.set_num_threads(threads)
     reps = reps or (QUICK_REPS if quick else REPS)
     warmup = 1 if quick else 2
     result: dict[str, Any] = {
@@ -428,6 +474,7 @@ def run(
         "reps": reps,
         "warmup": warmup,
         "machine": machine_info(device),
+        "load_average_start": _load_average(),
     }
     log("self-check of the baselines against fusedstats.kernels.reference ...")
     result["self_check"] = self_check(device)
@@ -435,7 +482,15 @@ def run(
     for case in cases(quick):
         log(f"case {case.describe()} ...")
         result["cases"].append(run_case(case, device, reps, warmup))
+    result["load_average_end"] = _load_average()
     return result
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _ms(seconds: float) -> str:
@@ -446,22 +501,24 @@ def format_case(case: dict[str, Any]) -> str:
     """The table of one case."""
     lines = [
         f"{case['description']}, {case['bytes'] / 1e6:.1f} MB",
-        f"  {'method':<46}{'median':>13}{'GB/s':>9}{'time/fused':>12}{'reps':>6}",
+        f"  {'method':<50}{'median':>13}{'GB/s':>8}{'time/fused':>12}{'reps':>6}",
     ]
-    fused_s = case["methods"]["fusedstats"]["median_s"]
-    for m in case["methods"].values():
+    methods = case["methods"]
+    best = case["fusedstats_best"]
+    fused_s = methods[best]["median_s"]
+    for m in methods.values():
         lines.append(
-            f"  {m['label']:<46}{_ms(m['median_s'])}{m['gbs']:9.2f}"
+            f"  {m['label']:<50}{_ms(m['median_s'])}{m['gbs']:8.2f}"
             f"{m['median_s'] / fused_s:11.2f}x{m['reps']:6d}"
         )
-    sp = case["speedup"]
     lines.append(
-        f"  read bandwidth {case['read_bandwidth_gbs']:.2f} GB/s; fusedstats reads at "
-        f"{case['fusedstats_fraction_of_read_bandwidth']:.0%} of it "
-        f"({case['fusedstats_time_vs_one_read']:.2f}x the time of one read)"
+        f"  read bandwidth {case['read_bandwidth_gbs']:.2f} GB/s ({case['read_probe']}); "
+        f"fusedstats ({best}) reads at {case['fusedstats_fraction_of_read_bandwidth']:.0%} "
+        f"of it, {case['fusedstats_time_vs_one_read']:.2f}x the time of one read"
     )
-    parts = [f"{sp[k]:.2f}x {k.removeprefix('vs_')}" for k in sp]
-    lines.append("  fusedstats speedup: " + ", ".join(parts))
+    sp, against = case["speedup"], case["speedup_against"]
+    parts = [f"{sp[k]:.2f}x vs {against[k]}" for k in sp]
+    lines.append(f"  speedup of {best} (each at its faster thread count): " + ", ".join(parts))
     agree = case["agreement"]
     errs = ", ".join(
         f"{k} {v['error']:.1e} ({v['field']})" for k, v in agree.items() if k != "reference"
@@ -472,6 +529,7 @@ def format_case(case: dict[str, Any]) -> str:
         lines.append(
             f"  non-contiguous: {nc['n_transposed']} tensors transposed "
             f"({nc['bytes_copied'] / 1e6:.1f} MB copied): fusedstats "
+            f"({nc['fusedstats_noncontiguous_best']}) "
             f"{nc['fusedstats_noncontiguous_s'] * 1e3:.2f} ms vs "
             f"{nc['fusedstats_contiguous_s'] * 1e3:.2f} ms contiguous "
             f"({nc['overhead_s'] * 1e3:+.2f} ms, {nc['overhead_ratio']:.2f}x)"
@@ -501,10 +559,11 @@ def format_table(result: dict[str, Any]) -> str:
         f"warm-up call(s){' (quick)' if result['quick'] else ''}; "
         "GB/s = input bytes / median time"
     )
+    load = result.get("load_average_start"), result.get("load_average_end")
+    if all(load):
+        sub += f"; load average (1/5/15 min) {load[0]} at start, {load[1]} at end"
     sc = result["self_check"]["max_rel_error"]
-    check = "self-check vs reference: " + ", ".join(
-        f"{k} {v['error']:.1e}" for k, v in sc.items()
-    )
+    check = "self-check vs reference: " + ", ".join(f"{k} {v['error']:.1e}" for k, v in sc.items())
     body = "\n\n".join(format_case(c) for c in result["cases"])
     return "\n".join([head, sub, check, "", body])
 
@@ -520,21 +579,34 @@ def add_arguments(parser: argparse.ArgumentParser, default_out: str | None) -> N
         "--device", choices=("cpu", "cuda"), default="cpu", help="where the tensors live"
     )
     parser.add_argument(
-        "--reps", type=int, default=None, metavar="N",
+        "--reps",
+        type=int,
+        default=None,
+        metavar="N",
         help=f"timed repetitions per method (default {REPS}, quick {QUICK_REPS})",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads for fusedstats and torch (default: all cores)",
     )
     parser.set_defaults(default_out=default_out)
 
 
 def main_from_args(args: argparse.Namespace) -> int:
     """Runs the benchmark as the options say, prints the table, writes the JSON."""
-    if args.reps is not None and args.reps < 1:
-        print(f"--reps must be at least 1, got {args.reps}", file=sys.stderr)
-        return 2
+    for opt in ("reps", "threads"):
+        value = getattr(args, opt)
+        if value is not None and value < 1:
+            print(f"--{opt} must be at least 1, got {value}", file=sys.stderr)
+            return 2
     result = run(
         quick=args.quick,
         device=args.device,
         reps=args.reps,
+        threads=args.threads,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     if result is None:

@@ -100,6 +100,30 @@ def race(
     return result
 
 
+def with_threads(fn: Callable[[], Any], n: int) -> Callable[[], Any]:
+    """``fn``, run with ``n`` CPU threads for both torch and fusedstats.
+
+    On a shared box a parallel region waits for its slowest thread, which another
+    process may hold for a scheduler tick (4 ms at HZ=250), so one thread can be the
+    faster choice; benchmarks race both and compare each side at its faster count.
+    """
+    import torch
+
+    import fusedstats
+
+    def call() -> Any:
+        before = torch.get_num_threads(), fusedstats.get_num_threads()
+        torch.set_num_threads(n)
+        fusedstats.set_num_threads(n)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before[0])
+            fusedstats.set_num_threads(before[1])
+
+    return call
+
+
 def read_probes(nbytes: int, device: str) -> dict[str, Callable[[], Any]]:
     """Functions that read ``nbytes`` once as fast as the machine allows (a float32 sum).
 
@@ -118,7 +142,7 @@ def read_probes(nbytes: int, device: str) -> dict[str, Callable[[], Any]]:
             f"read_torch_sum_{threads}t": lambda: float(as_torch.sum()),
         }
     buf = torch.ones(n, dtype=torch.float32, device=device)
-    return {"read_torch_sum": lambda: buf.sum()}
+    return {"read_torch_sum": buf.sum}
 
 
 def _cpu_model() -> str:
@@ -178,7 +202,6 @@ def count_cuda_kernels(fn: Callable[[], Any]) -> int | None:
     """How many CUDA kernels one call of ``fn`` launches (torch.profiler), or None."""
     try:
         import torch
-        from torch.autograd import DeviceType
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -187,7 +210,7 @@ def count_cuda_kernels(fn: Callable[[], Any]) -> int | None:
         return sum(
             1
             for e in prof.events()
-            if e.device_type == DeviceType.CUDA and not e.name.startswith(("Memcpy", "Memset"))
+            if str(e.device_type).endswith("CUDA") and not e.name.startswith(("Memcpy", "Memset"))
         )
     except Exception:  # the profiler is optional sugar; a failure must not end the run
         return None
@@ -199,4 +222,5 @@ __all__ = [
     "machine_info",
     "race",
     "read_probes",
+    "with_threads",
 ]
