@@ -17,6 +17,7 @@ import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+import fusedstats
 from fusedstats import COLUMNS
 from fusedstats.kernels import reference
 
@@ -31,10 +32,11 @@ EXACT_FIELDS = frozenset(
 # (mean 1e4, std 1e-2), so it never hides a real error there.
 VAR_FLOOR_REL = 1e-12
 
-# One tile of the CPU kernel, one chunk of the CPU and of the CUDA kernels.
-TILE = 1024
-CPU_CHUNK = 1 << 16
-CUDA_CHUNK = 1 << 15
+# One tile of the CPU kernel, one chunk of the CPU and of the CUDA kernels, as built.
+_INFO = fusedstats.build_info()
+TILE = int(_INFO["tile_elems"])
+CPU_CHUNK = int(_INFO["chunk_elems"])
+CUDA_CHUNK = int(_INFO.get("cuda_chunk_elems", 1 << 15))
 
 
 def property_settings(max_examples: int) -> settings:

@@ -75,6 +75,7 @@ PYBIND11_MODULE(_core, m) {
     info["simd_levels"] = fs::cpu::simd_levels();
     info["cxx_flags"] = std::string(FUSEDSTATS_CXX_FLAGS);
     info["chunk_elems"] = fs::cpu::kChunkElems;
+    info["tile_elems"] = fs::cpu::kTileElems;
     return info;
   });
 

@@ -31,8 +31,7 @@ namespace fusedstats {
 namespace cpu {
 namespace FS_ISA {
 
-// 1024 elements (at most 8 KiB): a tile stays in L1 for its second sweep.
-constexpr int64_t kTile = 1024;
+constexpr int64_t kTile = kTileElems;
 
 // 16-bit inputs are widened to a float tile first (exact): the stats loop then runs
 // the float32 code, which vectorizes fully. Measured on this machine, reading bf16
