@@ -140,30 +140,34 @@ def prepare(
     codes = _torch_codes if torch is None else _torch_dtype_table(torch)
     strided = torch.strided if torch is not None else None
     first_key: Any = None
+    key: Any
     for i, item in enumerate(items):
         if isinstance(item, tensor_type):
-            # Hot path (~1 us per tensor: each torch getter costs ~100-150 ns).
+            # Hot path, ~0.7 us per tensor: is_cpu/is_cuda cost ~60 ns where
+            # tensor.device.type costs ~500 ns (it builds a torch.device).
+            if item.is_cpu:
+                kind, key = "cpu", "cpu"
+            elif item.is_cuda:
+                kind, key = "cuda", ("cuda", item.get_device())
+            else:
+                kind, key = "other", None
             code = codes.get(item.dtype)
-            dev = item.device
-            kind = dev.type
             if (
                 code is None
+                or kind == "other"
                 or item.layout is not strided
                 or not item.is_contiguous()
                 or item.is_neg()
-                or kind not in ("cpu", "cuda")
             ):
                 x, code, copied = _readable_tensor(item, i, names, torch)
                 prep.n_copied += copied
             else:
                 x = item
-            key = dev if kind == "cuda" else "cpu"
             ptr = x.data_ptr()
             numel = x.numel()
         elif isinstance(item, np.ndarray):
             x, code, copied = _readable_array(item, i, names)
             prep.n_copied += copied
-            dev = None
             key, kind = "cpu", "numpy"
             ptr = x.ctypes.data
             numel = x.size
@@ -175,20 +179,24 @@ def prepare(
         if i == 0:
             first_key = key
             prep.kind = kind
-            prep.device = dev
+            prep.device = x.device if kind != "numpy" else None
         elif key != first_key:
             raise ValueError(
-                f"{_label(i, names)} is on {key} but {_label(0, names)} is on {first_key}; "
-                "all tensors must be on one device"
+                f"{_label(i, names)} is on {_device_name(x)} but {_label(0, names)} is on "
+                f"{_device_name(items[0])}; all tensors must be on one device"
             )
         elif kind == "cpu" and prep.kind == "numpy":
-            prep.kind, prep.device = "cpu", dev  # torch CPU tensors win the output type
+            prep.kind, prep.device = "cpu", x.device  # torch CPU tensors win the output type
         prep.ptrs.append(ptr)
         prep.numels.append(numel)
         prep.dtypes.append(code)
         prep.keep.append(x)
     prep.row_lens = [0] * len(items) if row_lens is None else [int(r) for r in row_lens]
     return prep
+
+
+def _device_name(x: Any) -> str:
+    return "cpu (numpy)" if isinstance(x, np.ndarray) else str(x.device)
 
 
 def new_output(prep: Prepared) -> Any:
