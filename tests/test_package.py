@@ -99,3 +99,33 @@ def test_py_typed_ships():
     assert importlib.resources.files("fusedstats").joinpath("py.typed").is_file()
     shipped = {str(f) for f in importlib.metadata.files("fusedstats") or []}
     assert "fusedstats/py.typed" in shipped
+
+
+def test_missing_core_fails_at_first_use_with_the_rebuild_command():
+    # sys.modules[name] = None makes `import name` raise ImportError, as a failed build would.
+    code = (
+        "import sys, numpy as np; sys.modules['fusedstats._core'] = None; "
+        "import fusedstats; print('imported'); "
+        "fusedstats.tensor_stats([np.ones(3)])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "imported"
+    assert done.returncode != 0
+    assert "ImportError" in done.stderr
+    assert "fusedstats._core" in done.stderr
+    assert "pip install --force-reinstall --no-deps ." in done.stderr
+
+
+def test_missing_cuda_extension_is_not_an_error():
+    code = (
+        "import sys, numpy as np; sys.modules['fusedstats._cuda'] = None; "
+        "import fusedstats; "
+        "print(fusedstats.build_info()['cuda_built'], "
+        "fusedstats.tensor_stats([np.ones(3)]).global_['sum'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "False 3.0"
