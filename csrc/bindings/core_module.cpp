@@ -1,5 +1,6 @@
 // fusedstats._core: binds the CPU kernel. Converts arguments, releases the GIL,
 // calls the core; no arithmetic here. Validation lives in fusedstats.kernels.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "../cpu/cpu_kernels.h"
+#include "fusedstats/series.h"
 
 namespace py = pybind11;
 namespace fs = fusedstats;
@@ -42,6 +44,13 @@ std::string compiler() {
 #endif
 }
 
+template <class T>
+using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+void require(bool ok, const char* what) {
+  if (!ok) throw py::value_error(what);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -61,6 +70,75 @@ PYBIND11_MODULE(_core, m) {
       py::arg("dormant_threshold"), py::arg("out_ptr"),
       "Statistics of contiguous host buffers into out ((n + 1) x NUM_COLUMNS float64, "
       "last row global). The caller guarantees valid pointers and sizes.");
+
+  m.def(
+      "series_reduce",
+      [](const CArray<double>& values, const CArray<int64_t>& offsets, const CArray<int8_t>& ops,
+         const CArray<double>& ema_coeffs) {
+        const int64_t n = static_cast<int64_t>(ops.size());
+        require(offsets.size() == n + 1 && ema_coeffs.size() == n,
+                "series_reduce: offsets must have len(ops) + 1 entries, ema_coeffs len(ops)");
+        require(n == 0 || offsets.at(n) <= static_cast<int64_t>(values.size()),
+                "series_reduce: offsets point past the values");
+        CArray<double> out(n);
+        {
+          py::gil_scoped_release release;
+          fs::series::reduce(values.data(), offsets.data(), ops.data(), ema_coeffs.data(), n,
+                             out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("values"), py::arg("offsets"), py::arg("ops"), py::arg("ema_coeffs"),
+      "Reduces every series values[offsets[i]:offsets[i+1]] by ops[i] (see series.h).");
+
+  m.def(
+      "series_percentiles",
+      [](const CArray<double>& values, const CArray<int64_t>& offsets, const CArray<double>& q,
+         const CArray<int64_t>& q_offsets) {
+        const int64_t n = static_cast<int64_t>(offsets.size()) - 1;
+        require(n >= 0 && q_offsets.size() == n + 1, "series_percentiles: offsets mismatch");
+        require(n == 0 || (offsets.at(n) <= static_cast<int64_t>(values.size()) &&
+                           q_offsets.at(n) <= static_cast<int64_t>(q.size())),
+                "series_percentiles: offsets point past the data");
+        CArray<double> out(q.size());
+        {
+          py::gil_scoped_release release;
+          fs::series::percentiles(values.data(), offsets.data(), n, q.data(), q_offsets.data(),
+                                  out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("values"), py::arg("offsets"), py::arg("q"), py::arg("q_offsets"),
+      "Linear-interpolation percentiles of each series' non-NaN values.");
+
+  m.def(
+      "series_merge_parallel",
+      [](const CArray<double>& values, const CArray<int64_t>& offsets,
+         const CArray<int64_t>& group_first, const CArray<int8_t>& ops,
+         const CArray<int64_t>& windows) {
+        const int64_t n_groups = static_cast<int64_t>(ops.size());
+        const int64_t n_series = static_cast<int64_t>(offsets.size()) - 1;
+        require(group_first.size() == n_groups + 1 && windows.size() == n_groups,
+                "series_merge_parallel: group_first must have len(ops) + 1 entries");
+        require(n_groups == 0 || (group_first.at(n_groups) <= n_series && n_series >= 0 &&
+                                  offsets.at(n_series) <= static_cast<int64_t>(values.size())),
+                "series_merge_parallel: offsets point past the data");
+        fs::series::MergeOut merged;
+        {
+          py::gil_scoped_release release;
+          merged = fs::series::merge_parallel(values.data(), offsets.data(), group_first.data(),
+                                              n_groups, ops.data(), windows.data());
+        }
+        return py::make_tuple(CArray<int64_t>(static_cast<py::ssize_t>(merged.source.size()),
+                                              merged.source.data()),
+                              CArray<double>(static_cast<py::ssize_t>(merged.value.size()),
+                                             merged.value.data()),
+                              CArray<int64_t>(static_cast<py::ssize_t>(merged.offsets.size()),
+                                              merged.offsets.data()));
+      },
+      py::arg("values"), py::arg("offsets"), py::arg("group_first"), py::arg("ops"),
+      py::arg("windows"),
+      "Parallel merge of groups of series: (source index or -1, value, group offsets).");
 
   m.def("set_num_threads", &fs::cpu::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fs::cpu::get_num_threads);

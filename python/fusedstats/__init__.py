@@ -3,6 +3,8 @@
 - :func:`tensor_stats`, :func:`grad_stats`, :func:`weight_stats`: norm, mean, variance,
   min/max, abs-max, L1 and NaN/Inf/zero counts of many tensors in one fused pass
   (C++/OpenMP on CPU, CUDA on GPU), with no host sync until the result is read.
+- :class:`MetricsLogger` and :class:`Stats`: RLlib's metrics-logger API (windows, EMA,
+  lists, nested keys, parallel merges, plain-data state), reduced in batch by the core.
 
 ``import fusedstats`` loads numpy and nothing heavier: torch is used when the caller
 hands torch tensors, and the compiled core is loaded at first use.
@@ -24,6 +26,7 @@ from .kernels import (
     tensor_stats,
     weight_stats,
 )
+from .logger import MetricsLogger, Stats
 
 try:
     __version__ = _version("fusedstats")
@@ -81,6 +84,8 @@ __all__ = [
     "COLUMNS",
     "FIELDS",
     "NUM_COLUMNS",
+    "MetricsLogger",
+    "Stats",
     "TensorStats",
     "__version__",
     "build_info",

@@ -1,0 +1,103 @@
+"""What a logged value may be, and plain-data conversion of values and results."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+
+def _torch() -> Any | None:
+    return sys.modules.get("torch")
+
+
+def is_tensor(value: Any) -> bool:
+    torch = _torch()
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def normalize(value: Any, any_object: bool) -> tuple[Any, bool, bool]:
+    """(value to store, is a python int, is a torch tensor) for a pushed value.
+
+    Numbers become python int/float (bool and numpy integers → int), 1-element numpy
+    arrays their element, torch tensors are detached and kept on their device (one
+    element each, except in lists). Anything else is stored only in lists
+    (``any_object``), else TypeError.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return int(value), True, False
+    if isinstance(value, (int, np.integer)):
+        return int(value), True, False
+    if isinstance(value, (float, np.floating)):
+        return float(value), False, False
+    torch = _torch()
+    if torch is not None and isinstance(value, torch.Tensor):
+        if not any_object and value.numel() != 1:
+            raise TypeError(
+                f"a tensor of {value.numel()} elements cannot be reduced; log one-element "
+                "tensors (or use reduce=None to keep a list)"
+            )
+        if value.is_complex():
+            raise TypeError("complex tensors cannot be reduced")
+        return value.detach(), False, True
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
+        return normalize(value.reshape(()).item(), any_object)
+    if any_object:
+        return value, False, False
+    raise TypeError(f"expected a number or a one-element tensor, got {type(value).__name__}")
+
+
+def tensors_to_host(values: list[Any]) -> list[Any]:
+    """``values`` with every one-element torch tensor replaced by a python float.
+
+    All tensors on one device move to the host in one transfer (a stack on the
+    device, then one copy); other tensors (lists of many-element tensors) stay as they
+    are.
+    """
+    torch = _torch()
+    if torch is None:
+        return values
+    by_device: dict[Any, list[int]] = {}
+    for i, v in enumerate(values):
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            by_device.setdefault(v.device, []).append(i)
+    if not by_device:
+        return values
+    out = list(values)
+    for idx in by_device.values():
+        stacked = torch.stack([values[i].reshape(()).to(torch.float64) for i in idx])
+        for i, x in zip(idx, stacked.cpu().tolist(), strict=True):
+            out[i] = x
+    return out
+
+
+def plain(x: Any) -> Any:
+    """A reduce result or value as JSON/pickle/torch.load-safe plain data."""
+    if isinstance(x, dict):
+        return {"__percentiles__": [[plain(k), plain(v)] for k, v in x.items()]}
+    if isinstance(x, list):
+        return plain_list(x)
+    if is_tensor(x):
+        return tensors_to_host([x])[0] if x.numel() == 1 else x.detach().cpu().tolist()
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return x
+
+
+def plain_list(values: Iterable[Any]) -> list[Any]:
+    return [plain(v) for v in tensors_to_host(list(values))]
+
+
+def unplain(x: Any) -> Any:
+    """Inverse of :func:`plain` for reduce results."""
+    if isinstance(x, dict) and "__percentiles__" in x:
+        return {k: v for k, v in x["__percentiles__"]}
+    return x
