@@ -140,14 +140,14 @@ MergeOut merge_parallel(const double* values, const int64_t* offsets,
         const int64_t k = offsets[s + 1] - i;
         const double x = values[k];
         if (op == kSum || op == kNone) {
-          src.push_back(k);
+          src.push_back(k - offsets[s0]);
           val.push_back(x);
           continue;
         }
         at_index.push_back(x);
         if (!std::isnan(x) && (std::isnan(best) || (op == kMin ? x < best : x > best))) {
           best = x;
-          best_at = k;
+          best_at = k - offsets[s0];
         }
       }
       if (op != kSum && op != kNone) {

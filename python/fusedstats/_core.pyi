@@ -1,8 +1,7 @@
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
+from typing_extensions import Buffer
 
 COLUMNS: tuple[str, ...]
 NUM_COLUMNS: int
@@ -17,18 +16,14 @@ def tensor_stats(
     out_ptr: int,
 ) -> None: ...
 def series_reduce(
-    values: npt.ArrayLike, offsets: npt.ArrayLike, ops: npt.ArrayLike, ema_coeffs: npt.ArrayLike
-) -> npt.NDArray[np.float64]: ...
+    series: Sequence[Sequence[float]], ops: Buffer, ema_coeffs: Buffer
+) -> list[float]: ...
 def series_percentiles(
-    values: npt.ArrayLike, offsets: npt.ArrayLike, q: npt.ArrayLike, q_offsets: npt.ArrayLike
-) -> npt.NDArray[np.float64]: ...
+    series: Sequence[Sequence[float]], q: Sequence[Sequence[float]]
+) -> list[float]: ...
 def series_merge_parallel(
-    values: npt.ArrayLike,
-    offsets: npt.ArrayLike,
-    group_first: npt.ArrayLike,
-    ops: npt.ArrayLike,
-    windows: npt.ArrayLike,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]: ...
+    series: Sequence[Sequence[float]], group_first: Buffer, ops: Buffer, windows: Buffer
+) -> tuple[list[int], list[float], list[int]]: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def simd_levels() -> list[str]: ...

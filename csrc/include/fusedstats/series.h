@@ -31,9 +31,10 @@ void percentiles(const double* values, const int64_t* offsets, int64_t n_series,
 // kSum/kNone: themselves, in series order; kMean/kMin/kMax: their NaN-ignoring
 // mean/min/max, once per value; kEma: their NaN-ignoring mean, once per value. The
 // walk stops once the new series has >= window values (window <= 0: never); the
-// result is reversed. Output: for each group, entries (source index into values, or
-// -1 for a computed mean; value), with out_offsets[g] .. out_offsets[g+1]. Pass-through
-// entries and min/max name their source, so the caller can keep the original object.
+// result is reversed. Output: for each group, entries (source: index of the value
+// counted from the group's first value, or -1 for a computed mean; value), at
+// out_offsets[g] .. out_offsets[g+1]. Pass-through entries and min/max name their
+// source, so the caller can keep the original object (an int, a list item).
 struct MergeOut {
   std::vector<int64_t> source;
   std::vector<double> value;

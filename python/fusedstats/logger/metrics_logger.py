@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 from . import batch
-from .stats import Stats, settings_error
+from .stats import SUM, Stats, settings_error
 from .values import is_tensor, plain_list, tensors_to_host
 
 Key = str | tuple[str, ...]
@@ -308,7 +309,7 @@ class MetricsLogger:
     def _subtree(self, key: Any) -> tuple[Any, list[tuple[tuple[str, ...], Stats]]]:
         """(node at key, its (path, Stats) leaves); node is _MISSING if absent."""
         if key is None or key == ():
-            return self.stats, list(_leaves(self.stats))
+            return self.stats, list(self._paths.items())
         path = key_path(key)
         node = self._node(path)
         if node is _MISSING:
@@ -415,52 +416,39 @@ class MetricsLogger:
         merged on the time axis into the Stats already there. Inputs are not changed.
         """
         prefix = key_path(key) if key is not None else ()
-        per_dict = [dict(_leaves(d)) for d in stats_dicts]
-        paths = list(dict.fromkeys(chain_paths(per_dict)))
+        per_dict = [_leaf_dict(d) for d in stats_dicts]
+        paths = list(dict.fromkeys(chain.from_iterable(per_dict)))
+        settings = (reduce, window, ema_coeff, clear_on_reduce)
         groups: list[list[Stats]] = []
         for path in paths:
-            full = (*prefix, *path)
-            group: list[Stats] = []
-            for leaves in per_dict:
-                if path not in leaves:
-                    continue
-                leaf = leaves[path]
-                if not isinstance(leaf, Stats):
-                    try:
-                        leaf = Stats(
-                            leaf,
-                            reduce=reduce,
-                            window=window,
-                            ema_coeff=ema_coeff,
-                            clear_on_reduce=clear_on_reduce,
-                        )
-                    except TypeError as err:
-                        raise TypeError(f"key {full!r}: {err}") from None
-                    except ValueError as err:
-                        raise ValueError(f"key {full!r}: {err}") from None
-                if group:
-                    group[0]._check_mergeable(leaf, full)
-                group.append(leaf)
-            lifetime = (
-                group[0]._reduce == "sum"
-                and group[0]._window is None
-                and not group[0]._clear_on_reduce
-            )
-            first = Stats.similar_to(group[0])
-            first._extend(group[0]._values, group[0]._ints, group[0]._tensors)
+            try:  # usually every dict has every path
+                group = [leaves[path] for leaves in per_dict]
+            except KeyError:
+                group = [leaves[path] for leaves in per_dict if path in leaves]
+            try:  # the common case: Stats that all share their (interned) settings
+                cfgs = [s._cfg for s in group]
+                same = cfgs.count(cfgs[0]) == len(cfgs)
+            except AttributeError:
+                same = False
+            if not same:
+                group = _as_stats_group(group, (*prefix, *path), settings)
+            first = group[0]
+            base = Stats.similar_to(first)
+            base._extend(first._values, first._ints, first._tensors)
             rest = group[1:]
-            if lifetime:
+            if first._op == SUM and first._window is None and not first._clear_on_reduce:
+                # A lifetime sum: count only what is new since each one's last reduce.
                 rest = [_copy(s) for s in rest]
-                for s in (first, *rest):
+                for s in (base, *rest):
                     s.push(-s.peek(previous=True))
-            groups.append([first, *rest])
+            groups.append([base, *rest])
         batch.merge_parallel_many([g for g in groups if len(g) > 1])
         with self._lock:
             for path, group in zip(paths, groups, strict=True):
                 full = (*prefix, *path)
                 existing = self._paths.get(full)
                 if existing is None:
-                    self._insert(full, full, group[0])
+                    self._insert(key_path(full), full, group[0])
                 else:
                     existing._check_mergeable(group[0], full)
                     existing.merge_on_time_axis(group[0])
@@ -549,9 +537,36 @@ class MetricsLogger:
         return _numpy(tensors_to_host([tensor_metrics])[0])
 
 
-def chain_paths(per_dict: Sequence[Mapping[tuple[str, ...], Any]]) -> Iterator[tuple[str, ...]]:
-    for leaves in per_dict:
-        yield from leaves
+def _leaf_dict(tree: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
+    """{path: leaf} of a nested dict (a flat one without the recursion)."""
+    if any(type(v) is dict for v in tree.values()):
+        return dict(_leaves(tree))
+    return {(k,): v for k, v in tree.items()}
+
+
+def _as_stats_group(
+    group: list[Any], key: tuple[str, ...], settings: tuple[Any, ...]
+) -> list[Stats]:
+    """Plain values become Stats with the merge's settings; all must share settings."""
+    reduce, window, ema_coeff, clear_on_reduce = settings
+    out: list[Stats] = []
+    for leaf in group:
+        stats = leaf
+        if not isinstance(leaf, Stats):
+            try:
+                stats = Stats(
+                    leaf,
+                    reduce=reduce,
+                    window=window,
+                    ema_coeff=ema_coeff,
+                    clear_on_reduce=clear_on_reduce,
+                )
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"key {key!r}: {err}") from None
+        if out:
+            out[0]._check_mergeable(stats, key)
+        out.append(stats)
+    return out
 
 
 def _copy(s: Stats) -> Stats:

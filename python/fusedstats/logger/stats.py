@@ -27,10 +27,25 @@ DEFAULT_PERCENTILES = (0, 50, 75, 90, 95, 99, 100)
 #: A window-less sum/min/max/EMA folds its values once it holds more than this many.
 FOLD_AT = 4096
 
+_SETTINGS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+# Set once any Stats in the process holds a torch tensor: until then batch calls skip
+# looking for tensors.
+tensors_seen = [False]
+
 # Held while a Stats folds or reduces its buffer. Appends never take it: list.append
 # and deque.append are atomic, and folding/reducing only ever remove a prefix that
 # they read, so an append that races with them lands after it and is kept.
 _buffer_lock = threading.RLock()
+
+
+# Op codes of csrc/include/fusedstats/series.h, plus PERCENTILES (reduced separately).
+MEAN, EMA, MIN, MAX, SUM, NONE, PERCENTILES = 0, 1, 2, 3, 4, 5, 6
+
+
+def op_code(reduce: str | None, ema_coeff: float | None) -> int:
+    if reduce == "mean":
+        return EMA if ema_coeff is not None else MEAN
+    return {"min": MIN, "max": MAX, "sum": SUM, "percentiles": PERCENTILES}.get(reduce or "", NONE)
 
 
 def settings_error(
@@ -108,12 +123,14 @@ class Stats:
 
     __slots__ = (
         "_append",
+        "_cfg",
         "_clear_on_reduce",
         "_ema_coeff",
         "_fold",
         "_hist",
         "_ints",
         "_on_exit",
+        "_op",
         "_percentiles",
         "_reduce",
         "_starts",
@@ -184,8 +201,20 @@ class Stats:
         self._hist: list[Any] = [0, 0]  # [last reduce result, the one before]
         self._ints = True  # every value so far is a python int (sum/min/max keep int)
         self._tensors = False  # some value is a torch tensor (converted at reduce)
-        self._starts: dict[int, float] = {}
+        self._starts: dict[int, float] | None = None  # `with stats:` start per thread
         self._on_exit: Any = None  # log_time's throughput hook: called with the seconds
+        self._op = op_code(reduce, self._ema_coeff)
+        cfg = (
+            self._reduce,
+            self._window,
+            self._ema_coeff,
+            self._clear_on_reduce,
+            self._percentiles,
+            self._throughput,
+        )
+        # Interned: Stats with equal settings share one tuple, so a merge checks a
+        # group with an identity count instead of tuple comparisons.
+        self._cfg = _SETTINGS.setdefault(cfg, cfg)
 
     # ---- settings ---------------------------------------------------------------
 
@@ -215,14 +244,7 @@ class Stats:
 
     def settings(self) -> tuple[Any, ...]:
         """The settings two Stats must share to be merged."""
-        return (
-            self._reduce,
-            self._window,
-            self._ema_coeff,
-            self._clear_on_reduce,
-            self._percentiles,
-            self._throughput,
-        )
+        return self._cfg
 
     @property
     def values(self) -> list[Any]:
@@ -255,6 +277,7 @@ class Stats:
             self._ints = False
         if is_tensor:
             self._tensors = True
+            tensors_seen[0] = True
         return value
 
     def _fold_buffer(self) -> None:
@@ -298,10 +321,10 @@ class Stats:
         return (float(value) - base) / elapsed
 
     def reduce(self) -> Stats:
-        """Commits the reduction; returns a Stats holding the result (see the spec).
+        """Commits the reduction; returns the Stats holding the result (see the spec).
 
-        With ``clear_on_reduce`` this Stats is emptied and the returned one holds the
-        reduced values; otherwise the returned Stats is a snapshot of this one.
+        That is this Stats, except with ``clear_on_reduce``: then this one is emptied
+        and a new one holds the reduced values.
         """
         from . import batch
 
@@ -312,7 +335,7 @@ class Stats:
     def _check_mergeable(self, other: Stats, key: Any = None) -> None:
         if not isinstance(other, Stats):
             raise TypeError(f"cannot merge a {type(other).__name__} into Stats")
-        if other.settings() != self.settings():
+        if other._cfg != self._cfg:
             where = f" for key {key!r}" if key is not None else ""
             raise ValueError(
                 f"cannot merge Stats with different settings{where}: "
@@ -360,15 +383,30 @@ class Stats:
 
     @classmethod
     def _blank_like(cls, other: Stats) -> Stats:
+        """An empty Stats with ``other``'s settings (no history). A plain copy of the
+        fields: reduce() makes one per key, so this is on the batch hot path."""
         new = cls.__new__(cls)
-        new._setup(
-            other._reduce,
-            other._window,
-            None if other._window is not None else other._ema_coeff,
-            other._clear_on_reduce,
-            other._percentiles,
-            other._throughput,
+        new._reduce = other._reduce
+        new._window = other._window
+        new._ema_coeff = other._ema_coeff
+        new._clear_on_reduce = other._clear_on_reduce
+        new._percentiles = other._percentiles
+        new._throughput = other._throughput
+        new._cfg = other._cfg
+        new._op = other._op
+        new._fold = other._fold
+        values: deque[Any] | list[Any] = (
+            deque(maxlen=other._values.maxlen) if type(other._values) is deque else []
         )
+        new._values = values
+        new._append = values.append
+        new._hist = [0, 0]
+        new._ints = True
+        new._tensors = False
+        new._throughput_base = other._throughput_base
+        new._throughput_since = other._throughput_since
+        new._starts = None
+        new._on_exit = None
         return new
 
     # ---- state ------------------------------------------------------------------
@@ -419,10 +457,13 @@ class Stats:
     # ---- timing -----------------------------------------------------------------
 
     def __enter__(self) -> Stats:
+        if self._starts is None:
+            self._starts = {}
         self._starts[threading.get_ident()] = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        assert self._starts is not None
         seconds = time.perf_counter() - self._starts.pop(threading.get_ident())
         self.push(seconds)
         if self._on_exit is not None:
