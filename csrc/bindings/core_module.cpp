@@ -52,12 +52,14 @@ void require(bool ok, const char* what) {
 // One C loop with PyFloat_AS_DOUBLE costs a few ns a value, where numpy.fromiter over
 // itertools.chain cost ~55 ns here. Runs with the GIL held, so no list changes under it.
 void flatten_series(const py::sequence& series, std::vector<double>& values,
-                    std::vector<int64_t>& offsets) {
+                    std::vector<int64_t>& offsets, std::vector<uint8_t>* is_int = nullptr) {
   const Py_ssize_t n = PySequence_Size(series.ptr());
   if (n < 0) throw py::error_already_set();
   offsets.assign(static_cast<size_t>(n) + 1, 0);
   values.clear();
-  auto take = [&values](PyObject* item) {
+  if (is_int != nullptr) is_int->clear();
+  auto take = [&values, is_int](PyObject* item) {
+    if (is_int != nullptr) is_int->push_back(PyLong_CheckExact(item) ? 1 : 0);
     if (PyFloat_CheckExact(item)) {
       values.push_back(PyFloat_AS_DOUBLE(item));
       return;
@@ -166,7 +168,8 @@ PYBIND11_MODULE(_core, m) {
          const py::buffer& windows) {
         std::vector<double> values;
         std::vector<int64_t> offsets;
-        flatten_series(series, values, offsets);
+        std::vector<uint8_t> is_int;
+        flatten_series(series, values, offsets, &is_int);
         const py::ssize_t n_groups = py::len(ops);
         const auto n = static_cast<size_t>(n_groups);
         const int64_t* first = buffer_of<int64_t>(group_first, n + 1, "group_first");
@@ -175,7 +178,7 @@ PYBIND11_MODULE(_core, m) {
         require(n == 0 || (first[0] == 0 && first[n] + 1 == static_cast<int64_t>(offsets.size())),
                 "series_merge_parallel: groups must cover the series");
         fs::series::MergeOut merged =
-            fs::series::merge_parallel(values.data(), offsets.data(), first,
+            fs::series::merge_parallel(values.data(), is_int.data(), offsets.data(), first,
                                        static_cast<int64_t>(n), op, window);
         return py::make_tuple(merged.source, merged.value, merged.offsets);
       },

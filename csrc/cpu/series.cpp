@@ -113,7 +113,7 @@ void percentiles(const double* values, const int64_t* offsets, int64_t n_series,
   }
 }
 
-MergeOut merge_parallel(const double* values, const int64_t* offsets,
+MergeOut merge_parallel(const double* values, const uint8_t* is_int, const int64_t* offsets,
                         const int64_t* group_first, int64_t n_groups, const int8_t* ops,
                         const int64_t* windows) {
   MergeOut out;
@@ -134,6 +134,7 @@ MergeOut merge_parallel(const double* values, const int64_t* offsets,
       at_index.clear();
       double best = kNaN;
       int64_t best_at = -1;
+      bool all_ints = true;
       for (int64_t s = s0; s < s1; ++s) {
         const int64_t len = offsets[s + 1] - offsets[s];
         if (len < i) continue;
@@ -145,6 +146,7 @@ MergeOut merge_parallel(const double* values, const int64_t* offsets,
           continue;
         }
         at_index.push_back(x);
+        all_ints = all_ints && is_int[k] != 0;
         if (!std::isnan(x) && (std::isnan(best) || (op == kMin ? x < best : x > best))) {
           best = x;
           best_at = k - offsets[s0];
@@ -159,7 +161,7 @@ MergeOut merge_parallel(const double* values, const int64_t* offsets,
           merged = seen ? pairwise_sum(at_index.data(), present) / static_cast<double>(seen) : kNaN;
         }
         // min/max name the value they took, so the caller can keep its type (int).
-        const int64_t from = extreme ? best_at : -1;
+        const int64_t from = extreme && all_ints ? best_at : -1;
         for (int64_t r = 0; r < present; ++r) {
           src.push_back(from);
           val.push_back(merged);

@@ -40,7 +40,10 @@ struct MergeOut {
   std::vector<double> value;
   std::vector<int64_t> offsets;
 };
-MergeOut merge_parallel(const double* values, const int64_t* offsets,
+// is_int[k]: values[k] was an integer. A min/max names its source only when every
+// value at that index was an integer (numpy's nanmin of ints is an int, of a mix a
+// float); otherwise it is a computed float (-1).
+MergeOut merge_parallel(const double* values, const uint8_t* is_int, const int64_t* offsets,
                         const int64_t* group_first, int64_t n_groups, const int8_t* ops,
                         const int64_t* windows);
 

@@ -49,7 +49,7 @@ def reduce_values(stats: Sequence[Stats], snaps: list[list[Any]]) -> list[Any]:
             results[i] = list(snaps[i])
         elif op == PERCENTILES:
             pct.append(i)
-        elif op >= MIN and s._ints:
+        elif op >= MIN and (s._ints or _all_ints(s, snaps[i])):
             # Exact python ints (never NaN): the builtins, as RLlib keeps ints.
             vals = snaps[i]
             if op == SUM:
@@ -79,11 +79,17 @@ def reduce_values(stats: Sequence[Stats], snaps: list[list[Any]]) -> list[Any]:
     return results
 
 
+def _all_ints(s: Stats, vals: list[Any]) -> bool:
+    """Whether a window holds only ints: ``_ints`` says so for a Stats' whole life, but
+    a window forgets its old values (floats that rolled out no longer count)."""
+    return s._window is not None and all(type(v) is int for v in vals)
+
+
 def _post_reduce_values(s: Stats, vals: list[Any], reduced: Any) -> list[Any]:
     """The values a Stats keeps after a reduce (spec: Stats.reduce)."""
     op = s._op
-    if op in (NONE, PERCENTILES):
-        return vals
+    if op in (NONE, PERCENTILES) or not vals:
+        return vals  # nothing reduced leaves nothing behind (no NaN or 0 placeholder)
     if s._window is None:
         return [reduced]  # EMA -> [ema]; sum/min/max -> [result]
     if s._window == math.inf and op != MEAN:
@@ -125,7 +131,7 @@ def reduce_many(stats: Sequence[Stats]) -> list[Stats]:
                 reduced._throughput_base = s._throughput_base
                 reduced._throughput_since = s._throughput_since
                 reduced._values.extend(post)
-                reduced._ints = s._ints
+                reduced._ints = all(type(v) is int for v in post)
                 _remove_prefix(s._values, len(n_raw))
                 if not s._values:
                     s._ints, s._tensors = True, False
@@ -135,6 +141,7 @@ def reduce_many(stats: Sequence[Stats]) -> list[Stats]:
                 assert isinstance(s._values, list)
                 s._values[: len(n_raw)] = post
                 s._tensors = s._tensors and any(map(is_tensor, s._values))
+                s._ints = all(type(v) is int for v in s._values)
             append(s)
         return out
 
@@ -158,7 +165,11 @@ def merge_parallel_many(groups: Sequence[Sequence[Stats]]) -> None:
     for group in groups:
         head = group[0]
         op = NONE if head._op == PERCENTILES else head._op
-        keep = op == NONE or (op not in (MEAN, EMA) and any(s._ints for s in group))
+        # Original objects are kept for lists, and where ints may be involved in
+        # sums/min/max (the core marks which merged values stay ints).
+        keep = op == NONE or (
+            op not in (MEAN, EMA) and any(s._ints or _all_ints(s, list(s._values)) for s in group)
+        )
         if keep or (tensors and any(s._tensors for s in group)):
             with _buffer_lock:
                 snaps = host_snapshots(group, [list(s._values) for s in group])
@@ -182,7 +193,7 @@ def merge_parallel_many(groups: Sequence[Sequence[Stats]]) -> None:
             ints = False
         else:
             new = [objs[k] if k >= 0 else v for k, v in zip(source[a:b], merged[a:b], strict=True)]
-            ints = all(type(v) is int for v in new)
+            ints = ops[g] != NONE and all(type(v) is int for v in new)
         base = group[0]
         with _buffer_lock:
             base._values.clear()

@@ -282,6 +282,7 @@ class Stats:
 
     def _fold_buffer(self) -> None:
         from . import batch
+        from .values import fold_on_device
 
         with _buffer_lock:
             buf = self._values
@@ -289,7 +290,12 @@ class Stats:
             if n <= 1:
                 return
             assert isinstance(buf, list)
-            folded = batch.reduce_values([self], [buf[:n]])[0]
+            prefix = buf[:n]
+            # Tensors fold on their device: a fold happens inside log_value, which
+            # must never wait for the GPU.
+            folded = fold_on_device(self._op, self._ema_coeff, prefix) if self._tensors else None
+            if folded is None:
+                folded = batch.reduce_values([self], [prefix])[0]
             buf[:n] = [folded]
 
     # ---- reading ----------------------------------------------------------------

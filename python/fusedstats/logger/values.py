@@ -101,3 +101,39 @@ def unplain(x: Any) -> Any:
     if isinstance(x, dict) and "__percentiles__" in x:
         return {k: v for k, v in x["__percentiles__"]}
     return x
+
+
+def fold_on_device(op: int, ema_coeff: float | None, values: list[Any]) -> Any:
+    """The fold (EMA, sum, min or max; op codes of ``stats``) of ``values`` as one
+    0-d float64 tensor, computed on their device with no host sync; None unless
+    every value is a one-element tensor on one device.
+
+    The EMA is the closed form ``(1-c)^(n-1) x0 + sum_i c (1-c)^(n-1-i) x_i``: the same
+    value as the step-by-step fold up to rounding (a NaN still poisons it).
+    """
+    from .stats import EMA, MAX, MIN, SUM
+
+    torch = _torch()
+    if torch is None or not values or op not in (EMA, SUM, MIN, MAX):
+        return None
+    first = values[0]
+    if not all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in values):
+        return None
+    if any(v.device != first.device for v in values):
+        return None
+    x = torch.stack([v.reshape(()).to(torch.float64) for v in values])
+    nan = torch.full((), float("nan"), dtype=torch.float64, device=x.device)
+    if op == EMA:
+        c = float(ema_coeff or 0.0)
+        n = x.numel()
+        powers = torch.arange(n - 1, -1, -1, dtype=torch.float64, device=x.device)
+        weights = c * torch.pow(torch.full_like(powers, 1.0 - c), powers)
+        weights[0] = (1.0 - c) ** (n - 1)
+        return (weights * x).sum()
+    missing = torch.isnan(x)
+    all_nan = missing.all()
+    if op == SUM:
+        return torch.where(all_nan, nan, torch.nansum(x))
+    fill = float("inf") if op == MIN else float("-inf")
+    picked = torch.where(missing, torch.full_like(x, fill), x)
+    return torch.where(all_nan, nan, picked.min() if op == MIN else picked.max())

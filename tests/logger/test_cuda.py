@@ -1,0 +1,107 @@
+"""CUDA tensors: logged with no host sync, reduced to the right numbers, moved to the host
+in one batched transfer (spec: "Device tensors")."""
+
+import warnings
+from contextlib import contextmanager
+
+import pytest
+import torch
+from pytest import approx
+from tests.logger import spec_model
+from tests.logger.compare import assert_same
+
+from fusedstats import MetricsLogger
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+SETTINGS = {
+    "window": {"window": 5},
+    "ema": {"ema_coeff": 0.1},
+    "sum": {"reduce": "sum"},
+    "max": {"reduce": "max", "window": 3},
+    "items": {"reduce": None},
+}
+
+
+@contextmanager
+def sync_is_an_error():
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+
+
+@contextmanager
+def count_syncs():
+    """Counts host syncs (torch warns once per sync in "warn" mode)."""
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield caught
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+
+
+def _values(n=20):
+    return [0.25 * i - 1.0 for i in range(n)]  # exact in float32
+
+
+def test_logging_cuda_tensors_does_not_sync():
+    numbers = _values()
+    on_device = torch.tensor(numbers, device="cuda", requires_grad=True) * 1.0
+    logger, model = MetricsLogger(), spec_model.MetricsLogger()
+    with sync_is_an_error():
+        for i in range(len(numbers)):
+            for key, settings in SETTINGS.items():
+                logger.log_value(key, on_device[i], **settings)
+    for v in numbers:
+        for key, settings in SETTINGS.items():
+            model.log_value(key, v, **settings)
+    got = logger.reduce(return_stats_obj=False)
+    want = model.reduce(return_stats_obj=False)
+    got["items"] = [float(x) for x in got["items"]]
+    assert_same({k: v if isinstance(v, list) else float(v) for k, v in got.items()}, want)
+
+
+def test_many_cuda_values_in_a_windowless_sum_do_not_sync():
+    # Past the fold limit a window-less sum folds its buffer; that must not read the GPU.
+    values = torch.ones(10_000, device="cuda")
+    logger = MetricsLogger()
+    with sync_is_an_error():
+        for i in range(10_000):
+            logger.log_value("n", values[i], reduce="sum")
+            logger.log_value("ema", values[i])
+    assert float(logger.peek("n")) == 10_000.0
+    assert float(logger.peek("ema")) == approx(1.0)
+
+
+def test_reduce_moves_all_keys_in_one_transfer():
+    logger = MetricsLogger()
+    x = torch.arange(3.0, device="cuda")
+    for k in range(100):
+        for i in range(3):
+            logger.log_value(f"k{k}", x[i] + k, window=3)
+    torch.cuda.synchronize()
+    with count_syncs() as syncs:
+        results = logger.reduce(return_stats_obj=False)
+    assert len(syncs) <= 2, [str(w.message) for w in syncs]  # one per device, not per key
+    assert all(float(results[f"k{k}"]) == approx(1.0 + k) for k in range(100))
+
+
+def test_tensor_mode_with_cuda_tensors():
+    loss = torch.tensor(0.5, device="cuda")  # made outside: the copy up is not the logger's
+    logger = MetricsLogger()
+    logger.activate_tensor_mode()
+    with sync_is_an_error():
+        logger.log_value("loss", loss, window=1)
+    logged = logger.deactivate_tensor_mode()
+    assert float(logged["loss"]) == 0.5
+    logger.tensors_to_numpy(logged)
+    assert float(logger.reduce(return_stats_obj=False)["loss"]) == 0.5
