@@ -120,11 +120,15 @@ def reduce_many(stats: Sequence[Stats]) -> list[Stats]:
         out: list[Stats] = []
         append = out.append
         for s, n_raw, vals, res in zip(stats, raw, snaps, results, strict=True):
-            post = _post_reduce_values(s, vals, res)
             s._hist = [res, s._hist[0]]
             if s._throughput:
                 s._throughput_base = float(res)
                 s._throughput_since = now
+            window = s._window
+            if not s._clear_on_reduce and window is not None and window != math.inf:
+                append(s)  # the common case, a window: its values stay as they are
+                continue
+            post = _post_reduce_values(s, vals, res)
             if s._clear_on_reduce:
                 reduced = blank(s)
                 reduced._hist = list(s._hist)

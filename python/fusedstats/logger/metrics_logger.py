@@ -37,8 +37,12 @@ def _leaves(
 
 
 def _build(pairs: Sequence[tuple[tuple[str, ...], Any]], strip: int = 0) -> dict[str, Any]:
+    """The nested dict of (path, value) pairs, paths cut by their first ``strip`` keys."""
     out: dict[str, Any] = {}
     for path, value in pairs:
+        if len(path) == strip + 1:  # a top-level key: no nesting to walk
+            out[path[-1]] = value
+            continue
         node = out
         for k in path[strip:-1]:
             node = node.setdefault(k, {})
@@ -416,7 +420,12 @@ class MetricsLogger:
         merged on the time axis into the Stats already there. Inputs are not changed.
         """
         prefix = key_path(key) if key is not None else ()
-        per_dict = [_leaf_dict(d) for d in stats_dicts]
+        flat = all(not any(type(v) is dict for v in d.values()) for d in stats_dicts)
+        # Flat results (the usual reduce() of flat keys) are used as they are, keyed
+        # by str; nested ones become {path tuple: leaf}.
+        per_dict: Sequence[Mapping[Any, Any]] = (
+            stats_dicts if flat else [dict(_leaves(d)) for d in stats_dicts]
+        )
         paths = list(dict.fromkeys(chain.from_iterable(per_dict)))
         settings = (reduce, window, ema_coeff, clear_on_reduce)
         groups: list[list[Stats]] = []
@@ -431,7 +440,7 @@ class MetricsLogger:
             except AttributeError:
                 same = False
             if not same:
-                group = _as_stats_group(group, (*prefix, *path), settings)
+                group = _as_stats_group(group, (*prefix, *_parts(path)), settings)
             first = group[0]
             base = Stats.similar_to(first)
             base._extend(first._values, first._ints, first._tensors)
@@ -445,7 +454,7 @@ class MetricsLogger:
         batch.merge_parallel_many([g for g in groups if len(g) > 1])
         with self._lock:
             for path, group in zip(paths, groups, strict=True):
-                full = (*prefix, *path)
+                full = (*prefix, *_parts(path))
                 existing = self._paths.get(full)
                 if existing is None:
                     self._insert(key_path(full), full, group[0])
@@ -537,11 +546,9 @@ class MetricsLogger:
         return _numpy(tensors_to_host([tensor_metrics])[0])
 
 
-def _leaf_dict(tree: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
-    """{path: leaf} of a nested dict (a flat one without the recursion)."""
-    if any(type(v) is dict for v in tree.values()):
-        return dict(_leaves(tree))
-    return {(k,): v for k, v in tree.items()}
+def _parts(path: Any) -> tuple[Any, ...]:
+    """A flat result's str key or a nested result's path, as a tuple."""
+    return path if isinstance(path, tuple) else (path,)
 
 
 def _as_stats_group(
