@@ -52,14 +52,12 @@ void require(bool ok, const char* what) {
 // One C loop with PyFloat_AS_DOUBLE costs a few ns a value, where numpy.fromiter over
 // itertools.chain cost ~55 ns here. Runs with the GIL held, so no list changes under it.
 void flatten_series(const py::sequence& series, std::vector<double>& values,
-                    std::vector<int64_t>& offsets, std::vector<uint8_t>* is_int = nullptr) {
+                    std::vector<int64_t>& offsets) {
   const Py_ssize_t n = PySequence_Size(series.ptr());
   if (n < 0) throw py::error_already_set();
   offsets.assign(static_cast<size_t>(n) + 1, 0);
   values.clear();
-  if (is_int != nullptr) is_int->clear();
-  auto take = [&values, is_int](PyObject* item) {
-    if (is_int != nullptr) is_int->push_back(PyLong_CheckExact(item) ? 1 : 0);
+  auto take = [&values](PyObject* item) {
     if (PyFloat_CheckExact(item)) {
       values.push_back(PyFloat_AS_DOUBLE(item));
       return;
@@ -166,20 +164,45 @@ PYBIND11_MODULE(_core, m) {
       "series_merge_parallel",
       [](const py::sequence& series, const py::buffer& group_first, const py::buffer& ops,
          const py::buffer& windows) {
-        std::vector<double> values;
-        std::vector<int64_t> offsets;
-        std::vector<uint8_t> is_int;
-        flatten_series(series, values, offsets, &is_int);
+        // The value sequences stay python objects: the merge reads only the values its
+        // walk reaches (see series.h), each converted here.
+        const Py_ssize_t n_series = PySequence_Size(series.ptr());
+        if (n_series < 0) throw py::error_already_set();
+        std::vector<py::object> seqs;
+        std::vector<int64_t> lens;
+        seqs.reserve(static_cast<size_t>(n_series));
+        for (Py_ssize_t i = 0; i < n_series; ++i) {
+          seqs.push_back(py::reinterpret_steal<py::object>(PySequence_GetItem(series.ptr(), i)));
+          if (!seqs.back()) throw py::error_already_set();
+          const Py_ssize_t len = PySequence_Size(seqs.back().ptr());
+          if (len < 0) throw py::error_already_set();
+          lens.push_back(len);
+        }
         const py::ssize_t n_groups = py::len(ops);
         const auto n = static_cast<size_t>(n_groups);
         const int64_t* first = buffer_of<int64_t>(group_first, n + 1, "group_first");
         const int8_t* op = buffer_of<int8_t>(ops, n, "ops");
         const int64_t* window = buffer_of<int64_t>(windows, n, "windows");
-        require(n == 0 || (first[0] == 0 && first[n] + 1 == static_cast<int64_t>(offsets.size())),
+        require(n == 0 || (first[0] == 0 && first[n] == n_series),
                 "series_merge_parallel: groups must cover the series");
-        fs::series::MergeOut merged =
-            fs::series::merge_parallel(values.data(), is_int.data(), offsets.data(), first,
-                                       static_cast<int64_t>(n), op, window);
+        auto read = [&seqs](int64_t s, int64_t k) {
+          PyObject* seq = seqs[static_cast<size_t>(s)].ptr();
+          py::object held;
+          PyObject* item;
+          if (PyList_CheckExact(seq)) {
+            item = PyList_GET_ITEM(seq, k);
+          } else {
+            held = py::reinterpret_steal<py::object>(PySequence_GetItem(seq, k));
+            if (!held) throw py::error_already_set();
+            item = held.ptr();
+          }
+          const bool is_int = PyLong_CheckExact(item);
+          const double x = PyFloat_CheckExact(item) ? PyFloat_AS_DOUBLE(item) : PyFloat_AsDouble(item);
+          if (x == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+          return fs::series::Value{x, is_int};
+        };
+        fs::series::MergeOut merged = fs::series::merge_parallel(
+            read, lens.data(), first, static_cast<int64_t>(n), op, window);
         return py::make_tuple(merged.source, merged.value, merged.offsets);
       },
       py::arg("series"), py::arg("group_first"), py::arg("ops"), py::arg("windows"),

@@ -7,6 +7,7 @@
 // the first value and folds m = c*v + (1-c)*m, a NaN poisons it.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -25,27 +26,106 @@ void reduce(const double* values, const int64_t* offsets, const int8_t* ops,
 void percentiles(const double* values, const int64_t* offsets, int64_t n_series,
                  const double* q, const int64_t* q_offsets, double* out);
 
-// The parallel merge of groups of series (spec: merge_in_parallel). Group g merges
-// series [group_first[g], group_first[g+1]), the first being the base. Walking all
-// series from their ends, index by index, the values present at that index give:
-// kSum/kNone: themselves, in series order; kMean/kMin/kMax: their NaN-ignoring
-// mean/min/max, once per value; kEma: their NaN-ignoring mean, once per value. The
-// walk stops once the new series has >= window values (window <= 0: never); the
-// result is reversed. Output: for each group, entries (source: index of the value
-// counted from the group's first value, or -1 for a computed mean; value), at
-// out_offsets[g] .. out_offsets[g+1]. Pass-through entries and min/max name their
-// source, so the caller can keep the original object (an int, a list item).
+// numpy's pairwise summation order with NaN read as 0 (numpy.nansum), and the count
+// of non-NaN values: the building blocks of every mean here.
+double nan_pairwise_sum(const double* a, int64_t n);
+int64_t count_not_nan(const double* a, int64_t n);
+
 struct MergeOut {
   std::vector<int64_t> source;
   std::vector<double> value;
   std::vector<int64_t> offsets;
 };
-// is_int[k]: values[k] was an integer. A min/max names its source only when every
-// value at that index was an integer (numpy's nanmin of ints is an int, of a mix a
-// float); otherwise it is a computed float (-1).
-MergeOut merge_parallel(const double* values, const uint8_t* is_int, const int64_t* offsets,
-                        const int64_t* group_first, int64_t n_groups, const int8_t* ops,
-                        const int64_t* windows);
+
+// The parallel merge of groups of series (spec: merge_in_parallel). Group g merges
+// series [group_first[g], group_first[g+1]), the first being the base; series s has
+// lens[s] values. Walking all series from their ends, index by index, the values
+// present at that index give: kSum/kNone: themselves, in series order; kMean/kMin/
+// kMax: their NaN-ignoring mean/min/max, once per value; kEma: their NaN-ignoring mean,
+// once per value. The walk stops once the new series has >= window values (window <= 0:
+// never); the result is reversed. Only the values the walk reaches are read, through
+// read(s, k) -> Value (k counted from the series' start), and a list's (kNone) items
+// are not read at all: with a window of W a long series costs W reads, not its length.
+//
+// Output per group, at out.offsets[g] .. out.offsets[g+1]: (source, value), source
+// being the value's position counted from the group's first value (series in order),
+// or -1 for a computed value. Pass-through entries and min/max name their source so
+// the caller can keep the original object (an int, a list item); a min/max names it
+// only when every value at that index was an int (numpy's nanmin of ints is an int,
+// of a mix a float).
+struct Value {
+  double x;
+  bool is_int;
+};
+
+template <class Read>
+MergeOut merge_parallel(Read&& read, const int64_t* lens, const int64_t* group_first,
+                        int64_t n_groups, const int8_t* ops, const int64_t* windows) {
+  const double nan = std::nan("");
+  MergeOut out;
+  out.offsets.push_back(0);
+  std::vector<int64_t> src, start;
+  std::vector<double> val, at_index;
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const int64_t s0 = group_first[g];
+    const int64_t s1 = group_first[g + 1];
+    const int8_t op = ops[g];
+    const bool pass = op == kSum || op == kNone;
+    const bool extreme = op == kMin || op == kMax;
+    int64_t longest = 0;
+    start.assign(1, 0);
+    for (int64_t s = s0; s < s1; ++s) {
+      longest = lens[s] > longest ? lens[s] : longest;
+      start.push_back(start.back() + lens[s]);
+    }
+    src.clear();
+    val.clear();
+    for (int64_t i = 1; i <= longest; ++i) {
+      at_index.clear();
+      double best = nan;
+      int64_t best_at = -1;
+      bool all_ints = true;
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t len = lens[s];
+        if (len < i) continue;
+        const int64_t at = start[s - s0] + len - i;
+        if (pass) {
+          src.push_back(at);
+          // A sum's numbers are read (a float sum needs no original objects); a
+          // list's items may be anything: the caller takes them by source.
+          val.push_back(op == kSum ? read(s, len - i).x : 0.0);
+          continue;
+        }
+        const Value v = read(s, len - i);
+        at_index.push_back(v.x);
+        all_ints = all_ints && v.is_int;
+        if (!std::isnan(v.x) && (std::isnan(best) || (op == kMin ? v.x < best : v.x > best))) {
+          best = v.x;
+          best_at = at;
+        }
+      }
+      if (!pass) {
+        const auto present = static_cast<int64_t>(at_index.size());
+        double merged = best;
+        if (!extreme) {
+          const int64_t seen = count_not_nan(at_index.data(), present);
+          merged = seen ? nan_pairwise_sum(at_index.data(), present) / static_cast<double>(seen)
+                        : nan;
+        }
+        const int64_t from = extreme && all_ints ? best_at : -1;
+        for (int64_t r = 0; r < present; ++r) {
+          src.push_back(from);
+          val.push_back(merged);
+        }
+      }
+      if (windows[g] > 0 && static_cast<int64_t>(val.size()) >= windows[g]) break;
+    }
+    out.source.insert(out.source.end(), src.rbegin(), src.rend());
+    out.value.insert(out.value.end(), val.rbegin(), val.rend());
+    out.offsets.push_back(static_cast<int64_t>(out.value.size()));
+  }
+  return out;
+}
 
 }  // namespace series
 }  // namespace fusedstats

@@ -13,11 +13,14 @@ import time
 from array import array
 from collections.abc import Sequence
 from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 from .. import _native
 from .stats import EMA, MEAN, MIN, NONE, PERCENTILES, SUM, Stats, _buffer_lock, tensors_seen
 from .values import is_tensor, tensors_to_host
+
+_VALUES = attrgetter("_values")
 
 
 def host_snapshots(stats: Sequence[Stats], snaps: list[list[Any]]) -> list[list[Any]]:
@@ -178,10 +181,10 @@ def merge_parallel_many(groups: Sequence[Sequence[Stats]]) -> None:
             with _buffer_lock:
                 snaps = host_snapshots(group, [list(s._values) for s in group])
             objects.append(list(chain.from_iterable(snaps)) if keep else None)
-            series += [[0.0] * len(v) for v in snaps] if op == NONE else snaps
+            series += snaps
         else:
             objects.append(None)
-            series += [s._values for s in group]
+            series += map(_VALUES, group)
         group_first.append(group_first[-1] + len(group))
         ops.append(op)
         w = head._window

@@ -6,6 +6,7 @@ import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 from . import batch
@@ -14,6 +15,7 @@ from .values import is_tensor, plain_list, tensors_to_host
 
 Key = str | tuple[str, ...]
 _MISSING: Any = object()
+_CFG = attrgetter("_cfg")
 
 
 def key_path(key: Any) -> tuple[str, ...]:
@@ -426,19 +428,30 @@ class MetricsLogger:
         per_dict: Sequence[Mapping[Any, Any]] = (
             stats_dicts if flat else [dict(_leaves(d)) for d in stats_dicts]
         )
-        paths = list(dict.fromkeys(chain.from_iterable(per_dict)))
+        first_keys = list(per_dict[0]) if per_dict else []
+        if all(list(leaves) == first_keys for leaves in per_dict):
+            # Every component logged the same keys in the same order (the usual case):
+            # transpose in C instead of a lookup per (key, component).
+            paths = first_keys
+            columns: list[Any] = list(zip(*[list(d.values()) for d in per_dict], strict=True))
+        else:
+            paths = list(dict.fromkeys(chain.from_iterable(per_dict)))
+            columns = [[d[p] for d in per_dict if p in d] for p in paths]
+        try:  # all leaves Stats with one (interned) settings tuple: no per-key checks
+            one_setting = len(set(map(_CFG, chain.from_iterable(columns)))) == 1
+        except AttributeError:
+            one_setting = False
         settings = (reduce, window, ema_coeff, clear_on_reduce)
         groups: list[list[Stats]] = []
-        for path in paths:
-            try:  # usually every dict has every path
-                group = [leaves[path] for leaves in per_dict]
-            except KeyError:
-                group = [leaves[path] for leaves in per_dict if path in leaves]
-            try:  # the common case: Stats that all share their (interned) settings
-                cfgs = [s._cfg for s in group]
-                same = cfgs.count(cfgs[0]) == len(cfgs)
-            except AttributeError:
-                same = False
+        for path, column in zip(paths, columns, strict=True):
+            group = list(column)
+            same = one_setting
+            if not same:
+                try:
+                    cfgs = [s._cfg for s in group]
+                    same = cfgs.count(cfgs[0]) == len(cfgs)
+                except AttributeError:
+                    same = False
             if not same:
                 group = _as_stats_group(group, (*prefix, *_parts(path)), settings)
             first = group[0]
