@@ -12,7 +12,7 @@ import math
 import time
 from array import array
 from collections.abc import Sequence
-from itertools import chain
+from itertools import accumulate, chain
 from operator import attrgetter
 from typing import Any
 
@@ -163,7 +163,33 @@ def merge_parallel_many(groups: Sequence[Sequence[Stats]]) -> None:
     """
     if not groups:
         return
-    group_first = [0]
+    core = _native.core()
+    head = groups[0][0]
+    if (
+        head._op in (MEAN, EMA)
+        and not tensors_seen[0]
+        and all(g[0]._cfg is head._cfg for g in groups)
+    ):
+        # One mean/EMA setting for every group and no tensors (a typical merge of
+        # reduce() results): no objects to keep, no per-group decisions.
+        group_first = array("q", [0])
+        group_first.extend(accumulate(map(len, groups)))
+        w = head._window
+        n = len(groups)
+        _, merged, cuts = core.series_merge_parallel(
+            [s._values for g in groups for s in g],
+            group_first,
+            bytes([head._op]) * n,
+            array("q", [0 if w is None or w == math.inf else int(w)]) * n,
+        )
+        for members, a, b in zip(groups, cuts, cuts[1:], strict=False):
+            base = members[0]
+            base._values.clear()
+            base._values.extend(merged[a:b])
+            base._ints = False
+            base._tensors = False
+        return
+    group_first_list = [0]
     ops: list[int] = []
     windows: list[int] = []
     series: list[Any] = []
@@ -185,12 +211,12 @@ def merge_parallel_many(groups: Sequence[Sequence[Stats]]) -> None:
         else:
             objects.append(None)
             series += map(_VALUES, group)
-        group_first.append(group_first[-1] + len(group))
+        group_first_list.append(group_first_list[-1] + len(group))
         ops.append(op)
         w = head._window
         windows.append(0 if w is None or w == math.inf else int(w))
-    source, merged, cuts = _native.core().series_merge_parallel(
-        series, array("q", group_first), bytes(ops), array("q", windows)
+    source, merged, cuts = core.series_merge_parallel(
+        series, array("q", group_first_list), bytes(ops), array("q", windows)
     )
     for g, group in enumerate(groups):
         a, b = cuts[g], cuts[g + 1]
@@ -202,8 +228,7 @@ def merge_parallel_many(groups: Sequence[Sequence[Stats]]) -> None:
             new = [objs[k] if k >= 0 else v for k, v in zip(source[a:b], merged[a:b], strict=True)]
             ints = ops[g] != NONE and all(type(v) is int for v in new)
         base = group[0]
-        with _buffer_lock:
-            base._values.clear()
-            base._values.extend(new)
-            base._ints = ints
-            base._tensors = False
+        base._values.clear()
+        base._values.extend(new)
+        base._ints = ints
+        base._tensors = False

@@ -422,7 +422,7 @@ class MetricsLogger:
         merged on the time axis into the Stats already there. Inputs are not changed.
         """
         prefix = key_path(key) if key is not None else ()
-        flat = all(not any(type(v) is dict for v in d.values()) for d in stats_dicts)
+        flat = not any(dict in set(map(type, d.values())) for d in stats_dicts)
         # Flat results (the usual reduce() of flat keys) are used as they are, keyed
         # by str; nested ones become {path tuple: leaf}.
         per_dict: Sequence[Mapping[Any, Any]] = (
