@@ -21,6 +21,8 @@ DOCTESTED_MODULES = (
     "fusedstats.kernels.result",
     "fusedstats.kernels.reference",
     "fusedstats.kernels.model_stats",
+    "fusedstats.logger.stats",
+    "fusedstats.logger.metrics_logger",
 )
 
 
