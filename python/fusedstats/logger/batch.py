@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import accumulate, chain
 from operator import attrgetter
 from typing import Any
@@ -52,7 +52,7 @@ def reduce_values(stats: Sequence[Stats], snaps: list[list[Any]]) -> list[Any]:
             results[i] = list(snaps[i])
         elif op == PERCENTILES:
             pct.append(i)
-        elif op >= MIN and (s._ints or _all_ints(s, snaps[i])):
+        elif op >= MIN and all_ints(snaps[i]):
             # Exact python ints (never NaN): the builtins, as RLlib keeps ints.
             vals = snaps[i]
             if op == SUM:
@@ -82,10 +82,11 @@ def reduce_values(stats: Sequence[Stats], snaps: list[list[Any]]) -> list[Any]:
     return results
 
 
-def _all_ints(s: Stats, vals: list[Any]) -> bool:
-    """Whether a window holds only ints: ``_ints`` says so for a Stats' whole life, but
-    a window forgets its old values (floats that rolled out no longer count)."""
-    return s._window is not None and all(type(v) is int for v in vals)
+def all_ints(vals: Iterable[Any]) -> bool:
+    """Whether the values are all python ints (then sum/min/max give an exact int, as
+    RLlib does). Judged on the values at hand, not on a Stats' history: a window
+    forgets its old values. Stops at the first float, so float Stats pay nothing."""
+    return all(type(v) is int for v in vals)
 
 
 def _post_reduce_values(s: Stats, vals: list[Any], reduced: Any) -> list[Any]:
@@ -138,17 +139,15 @@ def reduce_many(stats: Sequence[Stats]) -> list[Stats]:
                 reduced._throughput_base = s._throughput_base
                 reduced._throughput_since = s._throughput_since
                 reduced._values.extend(post)
-                reduced._ints = all(type(v) is int for v in post)
                 _remove_prefix(s._values, len(n_raw))
                 if not s._values:
-                    s._ints, s._tensors = True, False
+                    s._tensors = False
                 append(reduced)
                 continue
             if post is not vals:  # a window-less list keeps [result]
                 assert isinstance(s._values, list)
                 s._values[: len(n_raw)] = post
                 s._tensors = s._tensors and any(map(is_tensor, s._values))
-                s._ints = all(type(v) is int for v in s._values)
             append(s)
         return out
 
@@ -186,7 +185,6 @@ def merge_parallel_many(groups: Sequence[Sequence[Stats]]) -> None:
             base = members[0]
             base._values.clear()
             base._values.extend(merged[a:b])
-            base._ints = False
             base._tensors = False
         return
     group_first_list = [0]
@@ -201,7 +199,7 @@ def merge_parallel_many(groups: Sequence[Sequence[Stats]]) -> None:
         # Original objects are kept for lists, and where ints may be involved in
         # sums/min/max (the core marks which merged values stay ints).
         keep = op == NONE or (
-            op not in (MEAN, EMA) and any(s._ints or _all_ints(s, list(s._values)) for s in group)
+            op not in (MEAN, EMA) and any(all_ints(list(s._values)) for s in group)
         )
         if keep or (tensors and any(s._tensors for s in group)):
             with _buffer_lock:
@@ -223,12 +221,9 @@ def merge_parallel_many(groups: Sequence[Sequence[Stats]]) -> None:
         objs = objects[g]
         if objs is None:
             new: list[Any] = merged[a:b]
-            ints = False
         else:
             new = [objs[k] if k >= 0 else v for k, v in zip(source[a:b], merged[a:b], strict=True)]
-            ints = ops[g] != NONE and all(type(v) is int for v in new)
         base = group[0]
         base._values.clear()
         base._values.extend(new)
-        base._ints = ints
         base._tensors = False

@@ -108,13 +108,7 @@ class MetricsLogger:
             stats = None
         if stats is not None:
             cls = value.__class__
-            if cls is float:
-                stats._append(value)
-                stats._ints = False
-                if stats._fold and len(stats._values) > stats._fold:
-                    stats._fold_buffer()
-                return
-            if cls is int:
+            if cls is float or cls is int:
                 stats._append(value)
                 if stats._fold and len(stats._values) > stats._fold:
                     stats._fold_buffer()
@@ -246,7 +240,7 @@ class MetricsLogger:
             probe = Stats._blank_like(stats)
             self._push_checked(key, probe, value)  # validate before changing anything
             stats._values.clear()
-            stats._ints, stats._tensors = True, False
+            stats._tensors = False
             stats.push(value)
 
     def log_time(
@@ -456,7 +450,7 @@ class MetricsLogger:
                 group = _as_stats_group(group, (*prefix, *_parts(path)), settings)
             first = group[0]
             base = Stats.similar_to(first)
-            base._extend(first._values, first._ints, first._tensors)
+            base._extend(first._values, first._tensors)
             rest = group[1:]
             if first._op == SUM and first._window is None and not first._clear_on_reduce:
                 # A lifetime sum: count only what is new since each one's last reduce.
@@ -591,7 +585,7 @@ def _as_stats_group(
 
 def _copy(s: Stats) -> Stats:
     new = Stats.similar_to(s)
-    new._extend(s._values, s._ints, s._tensors)
+    new._extend(s._values, s._tensors)
     return new
 
 

@@ -128,7 +128,6 @@ class Stats:
         "_ema_coeff",
         "_fold",
         "_hist",
-        "_ints",
         "_on_exit",
         "_op",
         "_percentiles",
@@ -199,7 +198,6 @@ class Stats:
             FOLD_AT if self._window is None and reduce in ("mean", "sum", "min", "max") else 0
         )
         self._hist: list[Any] = [0, 0]  # [last reduce result, the one before]
-        self._ints = True  # every value so far is a python int (sum/min/max keep int)
         self._tensors = False  # some value is a torch tensor (converted at reduce)
         self._starts: dict[int, float] | None = None  # `with stats:` start per thread
         self._on_exit: Any = None  # log_time's throughput hook: called with the seconds
@@ -260,9 +258,7 @@ class Stats:
     def push(self, value: Any) -> None:
         """Adds a value. Torch tensors are detached and kept on their device."""
         cls = value.__class__
-        if cls is float:
-            self._ints = False
-        elif cls is not int:
+        if cls is not float and cls is not int:
             value = self._accept(value)
         self._append(value)
         if self._fold and len(self._values) > self._fold:
@@ -272,9 +268,7 @@ class Stats:
         """Checks and converts a value that is not a plain float/int."""
         from .values import normalize
 
-        value, is_int, is_tensor = normalize(value, self._reduce is None)
-        if not is_int:
-            self._ints = False
+        value, is_tensor = normalize(value, self._reduce is None)
         if is_tensor:
             self._tensors = True
             tensors_seen[0] = True
@@ -357,10 +351,9 @@ class Stats:
     def merge_on_time_axis(self, other: Stats) -> None:
         """Appends ``other``'s values after this one's (then keeps the last window)."""
         self._check_mergeable(other)
-        self._extend(other._values, other._ints, other._tensors)
+        self._extend(other._values, other._tensors)
 
-    def _extend(self, values: Iterable[Any], ints: bool, tensors: bool) -> None:
-        self._ints = self._ints and ints
+    def _extend(self, values: Iterable[Any], tensors: bool) -> None:
         self._tensors = self._tensors or tensors
         self._values.extend(values)
         if self._fold and len(self._values) > self._fold:
@@ -407,7 +400,6 @@ class Stats:
         new._values = values
         new._append = values.append
         new._hist = [0, 0]
-        new._ints = True
         new._tensors = False
         new._throughput_base = other._throughput_base
         new._throughput_since = other._throughput_since
@@ -430,7 +422,6 @@ class Stats:
             "with_throughput": self._throughput,
             "values": plain_list(list(self._values)),
             "hist": [plain(h) for h in self._hist],
-            "ints": self._ints,
         }
 
     @classmethod
@@ -447,7 +438,6 @@ class Stats:
             with_throughput=state.get("with_throughput", False),
         )
         new._values.extend(state["values"])
-        new._ints = bool(state.get("ints", all(type(v) is int for v in state["values"])))
         new._hist = [unplain(h) for h in state["hist"]]
         return new
 

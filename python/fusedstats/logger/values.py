@@ -18,8 +18,8 @@ def is_tensor(value: Any) -> bool:
     return torch is not None and isinstance(value, torch.Tensor)
 
 
-def normalize(value: Any, any_object: bool) -> tuple[Any, bool, bool]:
-    """(value to store, is a python int, is a torch tensor) for a pushed value.
+def normalize(value: Any, any_object: bool) -> tuple[Any, bool]:
+    """(value to store, is a torch tensor) for a pushed value.
 
     Numbers become python int/float (bool and numpy integers → int), 1-element numpy
     arrays their element, torch tensors are detached and kept on their device (one
@@ -27,11 +27,11 @@ def normalize(value: Any, any_object: bool) -> tuple[Any, bool, bool]:
     (``any_object``), else TypeError.
     """
     if isinstance(value, (bool, np.bool_)):
-        return int(value), True, False
+        return int(value), False
     if isinstance(value, (int, np.integer)):
-        return int(value), True, False
+        return int(value), False
     if isinstance(value, (float, np.floating)):
-        return float(value), False, False
+        return float(value), False
     torch = _torch()
     if torch is not None and isinstance(value, torch.Tensor):
         if not any_object and value.numel() != 1:
@@ -41,11 +41,11 @@ def normalize(value: Any, any_object: bool) -> tuple[Any, bool, bool]:
             )
         if value.is_complex():
             raise TypeError("complex tensors cannot be reduced")
-        return value.detach(), False, True
+        return value.detach(), True
     if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
         return normalize(value.reshape(()).item(), any_object)
     if any_object:
-        return value, False, False
+        return value, False
     raise TypeError(f"expected a number or a one-element tensor, got {type(value).__name__}")
 
 
