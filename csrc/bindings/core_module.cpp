@@ -166,17 +166,18 @@ PYBIND11_MODULE(_core, m) {
          const py::buffer& windows) {
         // The value sequences stay python objects: the merge reads only the values its
         // walk reaches (see series.h), each converted here.
-        const Py_ssize_t n_series = PySequence_Size(series.ptr());
-        if (n_series < 0) throw py::error_already_set();
-        std::vector<py::object> seqs;
-        std::vector<int64_t> lens;
-        seqs.reserve(static_cast<size_t>(n_series));
+        // A list of sequences (fast: borrowed references, kept alive by the list,
+        // which the GIL-holding caller cannot change under us).
+        const py::list outer = py::list(series);
+        const Py_ssize_t n_series = PyList_GET_SIZE(outer.ptr());
+        std::vector<PyObject*> seqs(static_cast<size_t>(n_series));
+        std::vector<int64_t> lens(static_cast<size_t>(n_series));
         for (Py_ssize_t i = 0; i < n_series; ++i) {
-          seqs.push_back(py::reinterpret_steal<py::object>(PySequence_GetItem(series.ptr(), i)));
-          if (!seqs.back()) throw py::error_already_set();
-          const Py_ssize_t len = PySequence_Size(seqs.back().ptr());
+          PyObject* seq = PyList_GET_ITEM(outer.ptr(), i);
+          const Py_ssize_t len = PySequence_Size(seq);
           if (len < 0) throw py::error_already_set();
-          lens.push_back(len);
+          seqs[static_cast<size_t>(i)] = seq;
+          lens[static_cast<size_t>(i)] = len;
         }
         const py::ssize_t n_groups = py::len(ops);
         const auto n = static_cast<size_t>(n_groups);
@@ -186,7 +187,7 @@ PYBIND11_MODULE(_core, m) {
         require(n == 0 || (first[0] == 0 && first[n] == n_series),
                 "series_merge_parallel: groups must cover the series");
         auto read = [&seqs](int64_t s, int64_t k) {
-          PyObject* seq = seqs[static_cast<size_t>(s)].ptr();
+          PyObject* seq = seqs[static_cast<size_t>(s)];
           py::object held;
           PyObject* item;
           if (PyList_CheckExact(seq)) {

@@ -432,7 +432,9 @@ class MetricsLogger:
             paths = list(dict.fromkeys(chain.from_iterable(per_dict)))
             columns = [[d[p] for d in per_dict if p in d] for p in paths]
         try:  # all leaves Stats with one (interned) settings tuple: no per-key checks
-            one_setting = len(set(map(_CFG, chain.from_iterable(columns)))) == 1
+            cfgs = list(map(_CFG, chain.from_iterable(columns)))
+            # list.count compares by identity first: interned tuples are never hashed.
+            one_setting = not cfgs or cfgs.count(cfgs[0]) == len(cfgs)
         except AttributeError:
             one_setting = False
         settings = (reduce, window, ema_coeff, clear_on_reduce)
@@ -450,14 +452,21 @@ class MetricsLogger:
                 group = _as_stats_group(group, (*prefix, *_parts(path)), settings)
             first = group[0]
             base = Stats.similar_to(first)
-            base._extend(first._values, first._tensors)
-            rest = group[1:]
             if first._op == SUM and first._window is None and not first._clear_on_reduce:
                 # A lifetime sum: count only what is new since each one's last reduce.
-                rest = [_copy(s) for s in rest]
+                base._extend(first._values, first._tensors)
+                rest = [_copy(s) for s in group[1:]]
                 for s in (base, *rest):
                     s.push(-s.peek(previous=True))
-            groups.append([base, *rest])
+                groups.append([base, *rest])
+            elif len(group) == 1:
+                base._extend(first._values, first._tensors)
+                groups.append([base])
+            else:
+                # The base starts empty and every input merges into it: an empty series
+                # adds nothing at any index, so this is the merge of the inputs, without
+                # copying the first one's values first.
+                groups.append([base, *group])
         batch.merge_parallel_many([g for g in groups if len(g) > 1])
         with self._lock:
             for path, group in zip(paths, groups, strict=True):
