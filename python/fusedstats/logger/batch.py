@@ -121,17 +121,14 @@ def reduce_many(stats: Sequence[Stats]) -> list[Stats]:
         snaps = host_snapshots(stats, raw)
         results = reduce_values(stats, snaps)
         now = time.perf_counter()
-        out: list[Stats] = []
-        append = out.append
-        for s, n_raw, vals, res in zip(stats, raw, snaps, results, strict=True):
+        out = list(stats)  # the Stats themselves, except where clear_on_reduce
+        for i, (s, n_raw, vals, res) in enumerate(zip(stats, raw, snaps, results, strict=True)):
             s._hist = [res, s._hist[0]]
+            if s._simple:
+                continue  # a window: its values stay as they are
             if s._throughput:
                 s._throughput_base = float(res)
                 s._throughput_since = now
-            window = s._window
-            if not s._clear_on_reduce and window is not None and window != math.inf:
-                append(s)  # the common case, a window: its values stay as they are
-                continue
             post = _post_reduce_values(s, vals, res)
             if s._clear_on_reduce:
                 reduced = blank(s)
@@ -142,13 +139,11 @@ def reduce_many(stats: Sequence[Stats]) -> list[Stats]:
                 _remove_prefix(s._values, len(n_raw))
                 if not s._values:
                     s._tensors = False
-                append(reduced)
-                continue
-            if post is not vals:  # a window-less list keeps [result]
+                out[i] = reduced
+            elif post is not vals:  # a window-less list keeps [result]
                 assert isinstance(s._values, list)
                 s._values[: len(n_raw)] = post
                 s._tensors = s._tensors and any(map(is_tensor, s._values))
-            append(s)
         return out
 
 

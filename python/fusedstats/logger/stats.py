@@ -132,6 +132,7 @@ class Stats:
         "_op",
         "_percentiles",
         "_reduce",
+        "_simple",
         "_starts",
         "_tensors",
         "_throughput",
@@ -202,6 +203,13 @@ class Stats:
         self._starts: dict[int, float] | None = None  # `with stats:` start per thread
         self._on_exit: Any = None  # log_time's throughput hook: called with the seconds
         self._op = op_code(reduce, self._ema_coeff)
+        # A windowed Stats without clear/throughput: a reduce only records the result.
+        self._simple = (
+            self._window is not None
+            and self._window != math.inf
+            and not self._clear_on_reduce
+            and not self._throughput
+        )
         cfg = (
             self._reduce,
             self._window,
@@ -393,6 +401,7 @@ class Stats:
         new._throughput = other._throughput
         new._cfg = other._cfg
         new._op = other._op
+        new._simple = other._simple
         new._fold = other._fold
         values: deque[Any] | list[Any] = (
             deque(maxlen=other._values.maxlen) if type(other._values) is deque else []
