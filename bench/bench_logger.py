@@ -1,0 +1,700 @@
+"""MetricsLogger benchmark: fusedstats vs RLlib 2.40 vs a plain-Python logger.
+
+    python bench/bench_logger.py [--quick] [--out PATH] [--reps N] [--profile]
+
+Races, in one run and interleaved, ``fusedstats.MetricsLogger``, RLlib's
+``MetricsLogger`` (when ``ray.rllib`` imports: the benchmark environment of
+bench/README.md; skipped, and said so, otherwise) and ``logger_baseline.PlainLogger``:
+
+1. ``log_value`` on an existing key, a float, the same keyword settings on every call
+   (mean over a window of 10, EMA, lifetime sum): ns per call.
+2. ``reduce()`` of 1,000 keys (window 10), 20 new values per key logged before every
+   repetition (untimed): ms per reduce.
+3. ``merge_and_log_n_dicts`` of 32 results x 200 keys, each result a ``reduce()`` of an
+   upstream logger (built once, untimed); a fresh downstream logger per repetition.
+4. Memory: 10 million ``log_value`` calls on 10 windowed keys, no reduce, in a child
+   process per logger: RSS along the way.
+
+Prints a table (medians, ratios, the issue's targets) and writes JSON (default
+bench/results/logger.json; a --quick run writes only where --out says).
+fusedstats is the installed package (``import fusedstats``), never the source tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import racing
+from racing import Case, machine_info, race, render_table, rss_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "bench" / "results" / "logger.json"
+
+FUSED, RLLIB, PLAIN = "fusedstats", "rllib", "plain"
+
+# Issue 3: RLlib 2.40 on this machine, and the speed-ups fusedstats must reach.
+RLLIB_REFERENCE_S = {"log_value": 1.6e-6, "reduce": 23e-3, "merge": 34e-3}
+TARGET_SPEEDUP = {"log_value": 6.0, "reduce": 20.0, "merge": 10.0}
+# RSS noise allowed after the first tenth of the calls: 1 byte per call, at most 4 MiB
+# (a Python float kept per call costs about 32), at least 256 KiB (page-level noise).
+FLAT_TOLERANCE_BYTES = 4 * 2**20
+FLAT_TOLERANCE_MIN_BYTES = 256 * 2**10
+
+MEMORY_KEYS = 10
+MEMORY_CHECKPOINTS = 10
+MEMORY_CHILD_TIMEOUT_S = 600
+
+
+# --- the loggers ----------------------------------------------------------------
+
+
+def load_loggers(only: list[str] | None = None) -> tuple[dict[str, type], dict[str, str]]:
+    """{name: MetricsLogger class} of those that import, and {name: why not} of the rest."""
+    found: dict[str, type] = {}
+    missing: dict[str, str] = {}
+    want = only or [FUSED, RLLIB, PLAIN]
+    if FUSED in want:
+        try:
+            from fusedstats import MetricsLogger as FusedLogger
+
+            found[FUSED] = FusedLogger
+        except Exception as e:  # any import failure means: not ready, skip it
+            missing[FUSED] = f"from fusedstats import MetricsLogger failed: {e!r}"
+    if RLLIB in want:
+        try:
+            from ray.rllib.utils.metrics.metrics_logger import MetricsLogger as RllibLogger
+
+            found[RLLIB] = RllibLogger
+        except Exception as e:
+            missing[RLLIB] = (
+                "ray.rllib is not importable here (create the benchmark environment of "
+                f"bench/README.md to race it): {e!r}"
+            )
+    if PLAIN in want:
+        from logger_baseline import PlainLogger
+
+        found[PLAIN] = PlainLogger
+    return found, missing
+
+
+def logger_origin(name: str, cls: type) -> str:
+    module = sys.modules.get(cls.__module__)
+    return f"{cls.__module__}.{cls.__qualname__} ({getattr(module, '__file__', '?')})"
+
+
+# --- case 1: log_value ----------------------------------------------------------
+# Literal keyword arguments in the loop, as a trainer writes them (no **kwargs).
+
+
+def _loop_mean_window(logger: Any, xs: list[float]) -> None:
+    for x in xs:
+        logger.log_value("loss", x, reduce="mean", window=10)
+
+
+def _loop_ema(logger: Any, xs: list[float]) -> None:
+    for x in xs:
+        logger.log_value("reward", x, reduce="mean", ema_coeff=0.01)
+
+
+def _loop_sum(logger: Any, xs: list[float]) -> None:
+    for x in xs:
+        logger.log_value("steps", x, reduce="sum")
+
+
+def _loop_empty(logger: Any, xs: list[float]) -> None:
+    for _x in xs:
+        pass
+
+
+LOG_VALUE_CASES: dict[str, tuple[str, str, dict[str, Any], Callable[[Any, list[float]], None]]] = {
+    # case id: (title, key, settings of the first call, timed loop)
+    "log_value_mean_window10": (
+        'log_value("loss", x, reduce="mean", window=10)',
+        "loss",
+        {"reduce": "mean", "window": 10},
+        _loop_mean_window,
+    ),
+    "log_value_ema": (
+        'log_value("reward", x, reduce="mean", ema_coeff=0.01)',
+        "reward",
+        {"reduce": "mean", "ema_coeff": 0.01},
+        _loop_ema,
+    ),
+    "log_value_sum": (
+        'log_value("steps", x, reduce="sum")',
+        "steps",
+        {"reduce": "sum"},
+        _loop_sum,
+    ),
+}
+
+
+def log_value_race(
+    loggers: dict[str, type],
+    loop: Callable[[Any, list[float]], None],
+    key: str,
+    settings: dict[str, Any],
+    xs: list[float],
+    reps: int,
+) -> racing.Race:
+    """A fresh logger per repetition, the key created by one untimed call."""
+
+    def make_case(cls: type | None) -> Case:
+        def setup() -> Any:
+            if cls is None:
+                return None
+            logger = cls()
+            logger.log_value(key, 0.5, **settings)
+            return logger
+
+        def check(logger: Any) -> Any:
+            return None if logger is None else logger.peek(key)
+
+        return Case(run=lambda logger: loop(logger, xs), setup=setup, check=check)
+
+    cases = {name: make_case(cls) for name, cls in loggers.items()}
+    cases["(empty loop)"] = Case(run=lambda _: _loop_empty(None, xs))
+    return race(cases, reps)
+
+
+# --- case 2: reduce of many keys -----------------------------------------------
+
+
+def reduce_race(
+    loggers: dict[str, type], n_keys: int, n_values: int, window: int, reps: int
+) -> racing.Race:
+    """One logger per implementation, kept across repetitions (a trainer's steady
+    state); before each repetition, ``n_values`` new values per key, untimed."""
+    keys = [f"metric_{i:04d}" for i in range(n_keys)]
+    rng = random.Random(1)
+    values = [[rng.random() for _ in range(n_values)] for _ in range(n_keys)]
+
+    def make_case(cls: type) -> Case:
+        logger = cls()
+
+        def setup() -> Any:
+            for key, vs in zip(keys, values, strict=True):
+                for v in vs:
+                    logger.log_value(key, v, reduce="mean", window=window)
+            return logger
+
+        def check(lg: Any) -> Any:
+            return [lg.peek(keys[0]), lg.peek(keys[-1])]
+
+        return Case(run=lambda lg: lg.reduce(), setup=setup, check=check)
+
+    return race({name: make_case(cls) for name, cls in loggers.items()}, reps)
+
+
+# --- case 3: merge_and_log_n_dicts ----------------------------------------------
+
+
+def build_results(cls: type, n_results: int, n_keys: int, n_values: int, window: int) -> list:
+    """``n_results`` upstream loggers' ``reduce()`` results, each ``n_keys`` keys."""
+    keys = [f"metric_{i:03d}" for i in range(n_keys)]
+    out = []
+    for r in range(n_results):
+        rng = random.Random(100 + r)
+        upstream = cls()
+        for key in keys:
+            for _ in range(n_values):
+                upstream.log_value(key, rng.random(), reduce="mean", window=window)
+        out.append(upstream.reduce())
+    return out
+
+
+def merge_race(
+    loggers: dict[str, type],
+    n_results: int,
+    n_keys: int,
+    n_values: int,
+    window: int,
+    reps: int,
+) -> tuple[racing.Race, dict[str, Any]]:
+    """Also returns, per logger, whether a merge after the race gives the same peeks
+    as the first one (merging must not change its inputs)."""
+    keys = [f"metric_{i:03d}" for i in range(n_keys)]
+    results: dict[str, list] = {}
+    broken: dict[str, str] = {}
+    for name, cls in loggers.items():
+        try:
+            results[name] = build_results(cls, n_results, n_keys, n_values, window)
+        except Exception as e:  # reported like an error in the race itself
+            broken[name] = f"building the results: {type(e).__name__}: {e}"[:2000]
+
+    def check(lg: Any) -> Any:
+        return [lg.peek(keys[0]), lg.peek(keys[-1])]
+
+    def make_case(name: str, cls: type) -> Case:
+        return Case(
+            run=lambda lg: lg.merge_and_log_n_dicts(results[name]),
+            setup=cls,
+            check=check,
+        )
+
+    r = race({n: make_case(n, cls) for n, cls in loggers.items() if n in results}, reps)
+    r.errors.update(broken)
+    again = {}
+    for name in r.names:
+        lg = loggers[name]()
+        lg.merge_and_log_n_dicts(results[name])
+        again[name] = check(lg)
+    return r, again
+
+
+# --- case 4: memory, in a child process per logger --------------------------------
+
+
+def memory_child(name: str, calls: int) -> dict[str, Any]:
+    """Runs in the child: ``calls`` log_value calls over 10 windowed keys, no reduce."""
+    loggers, missing = load_loggers([name])
+    if name not in loggers:
+        return {"error": missing.get(name, "unknown logger")}
+    logger = loggers[name]()
+    keys = [f"mem_{i}" for i in range(MEMORY_KEYS)]
+    for key in keys:
+        logger.log_value(key, 0.0, reduce="mean", window=10)
+    rss_start = rss_bytes()
+    chunk = max(calls // MEMORY_CHECKPOINTS, 1)
+    checkpoints = []
+    done = 0
+    start = time.perf_counter()
+    while done < calls:
+        n = min(chunk, calls - done)
+        for i in range(done, done + n):
+            # A fresh float object each call, as a loss computed each step is.
+            logger.log_value(keys[i % MEMORY_KEYS], i * 1e-7, reduce="mean", window=10)
+        done += n
+        checkpoints.append(
+            {
+                "calls": done,
+                "rss_bytes": rss_bytes(),
+                "elapsed_s": round(time.perf_counter() - start, 3),
+            }
+        )
+    peek = logger.peek(keys[0])
+    return {
+        "calls": calls,
+        "keys": MEMORY_KEYS,
+        "rss_start_bytes": rss_start,
+        "checkpoints": checkpoints,
+        "peek_first_key": peek,
+    }
+
+
+def run_memory_child(name: str, calls: int) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--memory-child",
+        name,
+        "--memory-calls",
+        str(calls),
+    ]
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, timeout=MEMORY_CHILD_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {MEMORY_CHILD_TIMEOUT_S} s", "timed_out": True}
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarize_memory(raw: dict[str, Any], target_calls: int) -> dict[str, Any]:
+    """Growth over the whole run and after the first tenth; extrapolated if shorter."""
+    if "error" in raw:
+        return raw
+    cps = raw["checkpoints"]
+    end = cps[-1]["rss_bytes"]
+    growth = end - raw["rss_start_bytes"]
+    growth_after_first = end - cps[0]["rss_bytes"]
+    per_call = growth / raw["calls"]
+    calls_after_first = raw["calls"] - cps[0]["calls"]
+    tolerance = max(FLAT_TOLERANCE_MIN_BYTES, min(FLAT_TOLERANCE_BYTES, calls_after_first))
+    out = dict(raw)
+    out.update(
+        {
+            "rss_end_bytes": end,
+            "rss_growth_bytes": growth,
+            "rss_growth_after_first_tenth_bytes": growth_after_first,
+            "rss_growth_bytes_per_call": per_call,
+            "ns_per_call": cps[-1]["elapsed_s"] / raw["calls"] * 1e9,
+            "flat_tolerance_bytes": tolerance,
+            "flat": abs(growth_after_first) <= tolerance,
+            "extrapolated": raw["calls"] != target_calls,
+        }
+    )
+    if raw["calls"] != target_calls:
+        out["rss_growth_extrapolated_bytes"] = per_call * target_calls
+    return out
+
+
+def memory_case(names: list[str], calls: int) -> dict[str, Any]:
+    out = {}
+    for name in names:
+        print(f"  memory: {name}, {calls:,} log_value calls ...", flush=True)
+        raw = run_memory_child(name, calls)
+        if raw.get("timed_out") and calls >= 10 * MEMORY_CHECKPOINTS:
+            print(f"  memory: {name} timed out; {calls // 10:,} calls, extrapolated", flush=True)
+            raw = run_memory_child(name, calls // 10)
+        out[name] = summarize_memory(raw, calls)
+    return out
+
+
+# --- reporting --------------------------------------------------------------------
+
+
+def checkout_state() -> dict[str, Any]:
+    """The commit of this checkout (the benchmark's code) and whether it has changes."""
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": rev, "modified_tracked_files": bool(dirty)}
+
+
+def close(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
+    try:
+        fa, fb = float(a), float(b)
+    except (TypeError, ValueError):
+        return a == b
+    if math.isnan(fa) and math.isnan(fb):
+        return True
+    return math.isclose(fa, fb, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def case_record(
+    kind: str, title: str, unit: str, per: float, r: racing.Race, names: list[str]
+) -> dict[str, Any]:
+    """Medians in ``unit`` (seconds / ``per`` scaled), ratios, target check."""
+    scale = {"ns/call": 1e9, "ms": 1e3}[unit]
+    errors = {n: r.errors[n] for n in names if n in r.errors}
+    names = [n for n in names if n not in errors]
+    med = {n: r.median(n) / per for n in names}
+    rec: dict[str, Any] = {
+        "title": title,
+        "unit": unit,
+        "reps": {n: len(r.times[n]) for n in names},
+        "median": {n: med[n] * scale for n in names},
+        "times_s": {n: r.times[n] for n in names},
+        "check": {n: r.outputs.get(n) for n in names},
+        "errors": errors,
+    }
+    base = names[0] if names else None
+    rec["results_agree"] = all(close(rec["check"][n], rec["check"][base]) for n in names)
+    ratios = {}
+    if FUSED in med:
+        for other in (RLLIB, PLAIN):
+            if other in med:
+                ratios[f"{other}_over_fusedstats"] = med[other] / med[FUSED]
+        ratios["rllib_reference_over_fusedstats"] = RLLIB_REFERENCE_S[kind] / med[FUSED]
+    if RLLIB in med:
+        ratios["rllib_over_rllib_reference"] = med[RLLIB] / RLLIB_REFERENCE_S[kind]
+    rec["ratios"] = ratios
+    target = TARGET_SPEEDUP[kind]
+    measured = ratios.get("rllib_over_fusedstats")
+    rec["target"] = {
+        "speedup_vs_rllib": target,
+        "rllib_reference": RLLIB_REFERENCE_S[kind] * scale,
+        "measured_speedup": measured,
+        "met": None if measured is None else measured >= target,
+        "met_vs_reference": (
+            None if FUSED not in med else ratios["rllib_reference_over_fusedstats"] >= target
+        ),
+    }
+    if "(empty loop)" in r.times:
+        rec["empty_loop_ns_per_iteration"] = r.median("(empty loop)") / per * 1e9
+    return rec
+
+
+def fmt_ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}x"
+
+
+def print_report(report: dict[str, Any], names: list[str]) -> None:
+    m = report["machine"]
+    print()
+    print(
+        f"{m['cpu_model']}, {m['cpu_cores']} cores, python {m['python']}, numpy "
+        f"{m['numpy']}, torch {m['torch']}, ray {m['ray']}, fusedstats {m['fusedstats']}, "
+        f"load {m['load_average_1_5_15']}, {m['date_utc']}"
+    )
+    if report.get("note"):
+        print(f"note: {report['note']}")
+    for name, why in report["skipped"].items():
+        print(f"SKIPPED {name}: {why}")
+    header = ["case", *names, "rllib/fs", "ref/fs", "plain/fs", "target", "met (vs ref)"]
+    rows = []
+    for rec in report["cases"].values():
+        unit = rec["unit"]
+        row = [f"{rec['title']} [{unit}]"]
+        for n in names:
+            v = rec["median"].get(n)
+            row.append("-" if v is None else f"{v:.4g}")
+        ratios = rec["ratios"]
+        row.append(fmt_ratio(ratios.get("rllib_over_fusedstats")))
+        row.append(fmt_ratio(ratios.get("rllib_reference_over_fusedstats")))
+        row.append(fmt_ratio(ratios.get("plain_over_fusedstats")))
+        t = rec["target"]
+        row.append(f">={t['speedup_vs_rllib']:g}x (ref {t['rllib_reference']:g})")
+
+        def yes_no(x: bool | None) -> str:
+            return "-" if x is None else ("yes" if x else "NO")
+
+        row.append(f"{yes_no(t['met'])} ({yes_no(t['met_vs_reference'])})")
+        rows.append(row)
+    print(render_table(header, rows))
+    print(
+        "  ratios: the other logger's median / fusedstats' (>1: fusedstats faster); "
+        "ref = issue 3's RLlib figure for this machine"
+    )
+    for rec in report["cases"].values():
+        if not rec["results_agree"]:
+            print(f"WARNING: results differ in {rec['title']}: {rec['check']}")
+        for name, err in rec["errors"].items():
+            print(f"ERROR: {name} failed in {rec['title']} (left out): {err[:300]}")
+        if "empty_loop_ns_per_iteration" in rec:
+            print(
+                f"  ({rec['title']}: the bare for-loop costs "
+                f"{rec['empty_loop_ns_per_iteration']:.1f} ns/iteration, included above)"
+            )
+    merge = report["cases"].get("merge")
+    if merge and not all(merge.get("inputs_unchanged", {}).values()):
+        print(f"WARNING: merging changed its inputs: {merge['inputs_unchanged']}")
+    mem = report.get("memory")
+    if mem:
+        print()
+        mrows = []
+        for name, rec in mem["results"].items():
+            if "error" in rec:
+                mrows.append([name, "-", "-", "-", "-", "-", rec["error"][:80]])
+                continue
+            mib = 2**20
+            note = ""
+            if rec["extrapolated"]:
+                note = (
+                    f"ran {rec['calls']:,} calls; extrapolated growth "
+                    f"{rec['rss_growth_extrapolated_bytes'] / mib:.0f} MiB"
+                )
+            mrows.append(
+                [
+                    name,
+                    f"{rec['calls']:,}",
+                    f"{rec['rss_start_bytes'] / mib:.1f}",
+                    f"{rec['rss_end_bytes'] / mib:.1f}",
+                    f"{rec['rss_growth_after_first_tenth_bytes'] / mib:+.1f}",
+                    f"{rec['rss_growth_bytes_per_call']:.2f}",
+                    ("flat" if rec["flat"] else "GROWS") + (f"; {note}" if note else ""),
+                ]
+            )
+        print(
+            f"memory: log_value on {MEMORY_KEYS} keys (window 10), no reduce, "
+            f"target {mem['target_calls']:,} calls; RSS of a child process"
+        )
+        print(
+            render_table(
+                [
+                    "logger",
+                    "calls",
+                    "RSS start MiB",
+                    "RSS end MiB",
+                    "growth after 1st tenth MiB",
+                    "bytes/call",
+                    "verdict",
+                ],
+                mrows,
+            )
+        )
+
+
+def to_jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return repr(x)
+
+
+# --- profiling (for whoever tunes fusedstats; never part of the JSON) ---------------
+
+
+def profile_fused(cls: type, n_log: int) -> None:
+    import cProfile
+    import pstats
+
+    xs = [random.random() for _ in range(n_log)]
+    logger = cls()
+    logger.log_value("loss", 0.5, reduce="mean", window=10)
+    reducer = cls()
+    keys = [f"metric_{i:04d}" for i in range(1000)]
+    for k in keys:
+        for j in range(20):
+            reducer.log_value(k, j * 0.1, reduce="mean", window=10)
+    results = build_results(cls, 32, 200, 20, 10)
+    for title, fn in (
+        ("log_value", lambda: _loop_mean_window(logger, xs)),
+        ("reduce of 1000 keys", reducer.reduce),
+        ("merge 32 x 200", lambda: cls().merge_and_log_n_dicts(results)),
+    ):
+        prof = cProfile.Profile()
+        prof.runcall(fn)
+        print(f"\n=== cProfile, fusedstats: {title} ===")
+        pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+
+
+# --- main -----------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench_logger.py", description=(__doc__ or "").split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes (20k log_value calls, 1M memory calls)"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help=f"JSON path (default {DEFAULT_OUT.relative_to(ROOT)}; none for --quick)",
+    )
+    parser.add_argument(
+        "--reps", type=int, default=None, help="timed repetitions per case (default 9; >= 7)"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[FUSED, RLLIB, PLAIN],
+        default=None,
+        help="race only these loggers",
+    )
+    parser.add_argument(
+        "--memory-calls",
+        type=int,
+        default=None,
+        help="log_value calls of the memory case (default 10,000,000)",
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory case")
+    parser.add_argument(
+        "--profile", action="store_true", help="print cProfile tables of fusedstats' cases and exit"
+    )
+    parser.add_argument(
+        "--note", default=None, help="free text kept in the JSON (e.g. which commit was built)"
+    )
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.memory_child:
+        calls = args.memory_calls or 10_000_000
+        print(json.dumps(to_jsonable(memory_child(args.memory_child, calls))))
+        return 0
+
+    reps = args.reps or (7 if args.quick else 9)
+    if reps < 7:
+        print(f"note: {reps} repetitions; the reported medians want at least 7")
+    n_log = 20_000 if args.quick else 200_000
+    memory_calls = args.memory_calls or (1_000_000 if args.quick else 10_000_000)
+    loggers, skipped = load_loggers(args.only)
+    names = list(loggers)
+    if args.profile:
+        if FUSED not in loggers:
+            print(f"fusedstats' MetricsLogger is not available: {skipped[FUSED]}")
+            return 1
+        profile_fused(loggers[FUSED], n_log)
+        return 0
+
+    for name, why in skipped.items():
+        print(f"SKIPPED {name}: {why}", flush=True)
+    for name, cls in loggers.items():
+        print(f"{name}: {logger_origin(name, cls)}", flush=True)
+
+    report: dict[str, Any] = {
+        "machine": machine_info(),
+        "note": args.note,
+        "checkout": checkout_state(),
+        "settings": {
+            "quick": args.quick,
+            "reps": reps,
+            "log_value_calls_per_rep": n_log,
+            "reduce": {"keys": 1000, "values_per_key": 20, "window": 10},
+            "merge": {"results": 32, "keys": 200, "values_per_key": 20, "window": 10},
+            "memory": {"calls": memory_calls, "keys": MEMORY_KEYS, "window": 10},
+        },
+        "loggers": {n: logger_origin(n, c) for n, c in loggers.items()},
+        "skipped": skipped,
+        "cases": {},
+    }
+    rng = random.Random(0)
+    xs = [rng.random() for _ in range(n_log)]
+
+    for case_id, (title, key, settings, loop) in LOG_VALUE_CASES.items():
+        print(f"  {title} ...", flush=True)
+        r = log_value_race(loggers, loop, key, settings, xs, reps)
+        report["cases"][case_id] = case_record("log_value", title, "ns/call", n_log, r, names)
+
+    print("  reduce() of 1,000 keys ...", flush=True)
+    r = reduce_race(loggers, 1000, 20, 10, reps)
+    report["cases"]["reduce"] = case_record(
+        "reduce", "reduce() of 1,000 keys, window 10, 20 values each", "ms", 1, r, names
+    )
+
+    print("  merge_and_log_n_dicts of 32 x 200 ...", flush=True)
+    r, again = merge_race(loggers, 32, 200, 20, 10, reps)
+    rec = case_record("merge", "merge_and_log_n_dicts, 32 results x 200 keys", "ms", 1, r, names)
+    rec["inputs_unchanged"] = {n: close(again[n], r.outputs[n]) for n in again}
+    report["cases"]["merge"] = rec
+
+    if not args.no_memory:
+        report["memory"] = {
+            "target_calls": memory_calls,
+            "results": memory_case(names, memory_calls),
+        }
+        if FUSED in report["memory"]["results"]:
+            report["memory"]["fusedstats_flat"] = report["memory"]["results"][FUSED].get("flat")
+
+    report["load_average_after"] = racing.load_average()
+    print_report(report, names)
+
+    out = args.out if args.out is not None else (None if args.quick else str(DEFAULT_OUT))
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(to_jsonable(report), indent=1) + "\n", encoding="utf-8")
+        print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
