@@ -12,13 +12,10 @@ versions when they are installed), so the benchmark also runs where some are mis
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import gc
 import importlib
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -121,17 +118,6 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _version(module: str) -> str | None:
     try:
         return str(importlib.import_module(module).__version__)
@@ -147,25 +133,21 @@ def load_average() -> list[float] | None:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, cores, memory, load average, library versions, date (UTC)."""
-    info: dict[str, Any] = {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu_model": _cpu_model(),
-        "cpu_cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "python_executable": sys.executable,
-        "python_prefix": sys.prefix,
-        "numpy": _version("numpy"),
-        "torch": _version("torch"),
-        "ray": _version("ray"),
-        "fusedstats": _version("fusedstats"),
-        "load_average_1_5_15": load_average(),
-    }
-    with contextlib.suppress(ValueError, OSError, AttributeError):
-        info["memory_gib"] = round(
-            os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1
-        )
+    """fusedstats' host facts (CPU, cores, memory, load, date) plus the versions of
+    every library raced here (and where python runs: the bench env or the main one)."""
+    from fusedstats.bench.timing import host_info
+
+    info = host_info()
+    info.update(
+        {
+            "python_executable": sys.executable,
+            "python_prefix": sys.prefix,
+            "numpy": _version("numpy"),
+            "torch": _version("torch"),
+            "ray": _version("ray"),
+            "fusedstats": _version("fusedstats"),
+        }
+    )
     return info
 
 

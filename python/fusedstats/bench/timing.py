@@ -165,12 +165,9 @@ def _l3_cache() -> str | None:
         return None
 
 
-def machine_info(device: str) -> dict[str, Any]:
-    """CPU model, cores, memory, library versions, fusedstats' build, date (UTC)."""
-    import torch
-
-    import fusedstats
-
+def host_info() -> dict[str, Any]:
+    """The machine, for every benchmark's JSON: date (UTC), CPU model, cores, L3, memory,
+    platform, python and the load average (the machines are shared)."""
     info: dict[str, Any] = {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu_model": _cpu_model(),
@@ -178,18 +175,36 @@ def machine_info(device: str) -> dict[str, Any]:
         "l3_cache": _l3_cache(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "fusedstats": fusedstats.__version__,
-        "fusedstats_build": fusedstats.build_info(),
-        "device": device,
     }
     try:
         pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
         info["memory_gib"] = round(pages * page_size / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         pass
+    try:
+        info["load_average_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        info["load_average_1_5_15"] = None
+    return info
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    """:func:`host_info` plus library versions, fusedstats' build and the device."""
+    import torch
+
+    import fusedstats
+
+    info = host_info()
+    info.update(
+        {
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "fusedstats": fusedstats.__version__,
+            "fusedstats_build": fusedstats.build_info(),
+            "device": device,
+        }
+    )
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         info["gpu"] = props.name
