@@ -139,20 +139,8 @@ class MetricsLogger:
                     stats.merge_on_time_axis(value)
                 return
             if stats is None:
-                if reduce is None and (window is None or window == math.inf):
-                    clear_on_reduce = True
-                error = settings_error(
-                    reduce, window, ema_coeff, clear_on_reduce, percentiles, with_throughput
-                )
-                if error:
-                    raise ValueError(f"key {key!r}: {error}")
-                stats = Stats(
-                    reduce=reduce,
-                    window=window,
-                    ema_coeff=ema_coeff,
-                    clear_on_reduce=clear_on_reduce,
-                    percentiles=percentiles,
-                    with_throughput=with_throughput,
+                stats = _new_stats(
+                    key, reduce, window, ema_coeff, clear_on_reduce, percentiles, with_throughput
                 )
                 self._push_checked(key, stats, value)
                 self._insert(path, key, stats)
@@ -264,14 +252,7 @@ class MetricsLogger:
         with self._lock:
             stats = self._paths.get(path)
             if stats is None:
-                if reduce is None and (window is None or window == math.inf):
-                    clear_on_reduce = True
-                stats = Stats(
-                    reduce=reduce,
-                    window=window,
-                    ema_coeff=ema_coeff,
-                    clear_on_reduce=clear_on_reduce,
-                )
+                stats = _new_stats(key, reduce, window, ema_coeff, clear_on_reduce, None, False)
                 self._insert(path, key, stats)
         if key_for_unit_count is not None:
             unit_key = key_for_unit_count
@@ -565,6 +546,32 @@ class MetricsLogger:
 def _parts(path: Any) -> tuple[Any, ...]:
     """A flat result's str key or a nested result's path, as a tuple."""
     return path if isinstance(path, tuple) else (path,)
+
+
+def _new_stats(
+    key: Any,
+    reduce: str | None,
+    window: float | None,
+    ema_coeff: float | None,
+    clear_on_reduce: bool,
+    percentiles: Any,
+    with_throughput: bool,
+) -> Stats:
+    """The Stats a key's first log call creates: ``reduce=None`` with no (or an
+    infinite) window forces ``clear_on_reduce``; bad settings name the key."""
+    if reduce is None and (window is None or window == math.inf):
+        clear_on_reduce = True
+    error = settings_error(reduce, window, ema_coeff, clear_on_reduce, percentiles, with_throughput)
+    if error:
+        raise ValueError(f"key {key!r}: {error}")
+    return Stats(
+        reduce=reduce,
+        window=window,
+        ema_coeff=ema_coeff,
+        clear_on_reduce=clear_on_reduce,
+        percentiles=percentiles,
+        with_throughput=with_throughput,
+    )
 
 
 def _as_stats_group(
