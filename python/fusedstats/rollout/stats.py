@@ -1,0 +1,246 @@
+"""``RolloutStats``: running per-key statistics of the info dicts of vectorized envs."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .flatten import Batch, Flattener, tensors_to_host
+
+_STAT_NAMES = ("count", "sum", "mean", "std", "min", "max")
+
+
+def warmup() -> None:
+    """Compiles the numba kernels, or loads them from numba's on-disk cache.
+
+    The first call in a process imports numba (~0.3 s) and, the first time on a machine
+    (or after fusedstats changed), compiles (~1 s); later processes load the compiled
+    code from numba's cache in ``__pycache__`` (~0.2 s). Call it when a trainer is
+    built, never inside a step; :class:`RolloutStats` calls it on construction. Calling
+    it again costs nothing.
+
+    Example:
+        >>> warmup()
+        >>> warmup()  # idempotent
+    """
+    _load_kernels()
+
+
+@functools.cache
+def _load_kernels() -> ModuleType:
+    from . import _kernels  # compiles, or loads from numba's cache, at import
+
+    return _kernels
+
+
+class RolloutStats:
+    """Accumulates info dicts from vectorized envs; per-key count/sum/mean/std(M2)/min/max.
+
+    Every leaf of every info dict is accumulated under its path joined by ``"/"``
+    (nested dicts only; lists, tuples, numpy arrays and torch tensors are leaves). A
+    leaf may be a number (bool counts 0/1), or an array, list or tensor of numbers whose
+    elements all count (a 1-element one is just a number; per-agent arrays may have
+    different lengths in different infos). Anything else (str, None, bytes, objects,
+    object/string/complex arrays, ragged nested lists) is skipped and counted in
+    :attr:`skipped`, once per key per :meth:`add` call; it never raises.
+
+    NaN values are accumulated like numbers, as ``np.mean`` would: one NaN makes its
+    key's sum, mean, std, min and max NaN (count still counts it).
+
+    Statistics match numpy's over all values seen since construction or
+    :meth:`clear` (``std`` is the population one, like ``np.std``); :meth:`get`
+    returns the values themselves, in the order they were added. A key spelled with a
+    "/" and a nested path that joins to the same string are one key (exact statistics;
+    within one call, :meth:`get` lists one spelling's values before the other's).
+
+    Example:
+        >>> stats = RolloutStats()
+        >>> stats.add([{"reward": 1.0, "game": {"hearts": [1, 2, 3]}}, {"reward": 3}])
+        >>> stats.means()
+        {'reward': 2.0, 'game/hearts': 2.0}
+        >>> stats.get("game/hearts")
+        array([1., 2., 3.])
+        >>> stats.add([{"reward": "n/a"}]); stats.skipped
+        {'reward': 1}
+    """
+
+    skipped: dict[str, int]
+
+    def __init__(self) -> None:
+        _load_kernels()  # compiled now, not in the first add() of a training step
+        self._flattener = Flattener()
+        self.skipped = {}
+        self._allocate(16)
+        # get(): each call's values and segments, sliced per key only when asked for.
+        self._pending: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = []
+        self._chunks: dict[int, list[np.ndarray[Any, Any]]] = {}
+
+    def _allocate(self, capacity: int) -> None:
+        self._count = np.zeros(capacity, dtype=np.int64)
+        self._sum = np.zeros(capacity)
+        self._mean = np.zeros(capacity)
+        self._m2 = np.zeros(capacity)
+        self._min = np.full(capacity, np.inf)
+        self._max = np.full(capacity, -np.inf)
+
+    def _grow(self, n_keys: int) -> None:
+        old = (self._count, self._sum, self._mean, self._m2, self._min, self._max)
+        self._allocate(max(n_keys, 2 * old[0].size))
+        for new, prev in zip(
+            (self._count, self._sum, self._mean, self._m2, self._min, self._max), old, strict=True
+        ):
+            new[: prev.size] = prev
+
+    def add(self, infos: Sequence[Mapping[str, Any]]) -> None:
+        """Accumulates every numeric leaf of ``infos`` (entries that are not mappings,
+        such as None, are ignored).
+
+        Example:
+            >>> stats = RolloutStats()
+            >>> stats.add([{"agent": {"reward": np.array([1.0, 0.0])}}, {}])
+            >>> stats.summary()["agent/reward"]["count"]
+            2.0
+        """
+        batch = self._flattener.flatten(infos)
+        torch = sys.modules.get("torch")
+        if torch is not None and batch.seg_keys:
+            tensors_to_host(batch, torch)  # may skip tensors that cannot reach the host
+        for path in batch.skipped:
+            self.skipped[path] = self.skipped.get(path, 0) + 1
+        if batch.seg_keys:
+            self._reduce(batch)
+
+    def _reduce(self, batch: Batch) -> None:
+        n_keys = len(self._flattener.names)
+        if n_keys > self._count.size:
+            self._grow(n_keys)
+        segments = np.array(
+            [batch.seg_keys, batch.seg_starts, batch.seg_lens, batch.seg_strides], dtype=np.int64
+        )
+        values = np.concatenate(batch.parts, axis=None, dtype=np.float64, casting="unsafe")
+        _load_kernels().reduce_segments(
+            segments, values, self._count, self._sum, self._mean, self._m2, self._min, self._max
+        )
+        values.flags.writeable = False  # get() hands out views of it
+        self._pending.append((segments, values))
+
+    # ---- reading -----------------------------------------------------------------
+
+    def _present(self) -> list[int]:
+        count = self._count[: len(self._flattener.names)]
+        present: list[int] = np.flatnonzero(count).tolist()
+        return present
+
+    def keys(self) -> list[str]:
+        """The keys with at least one numeric value, in order of first appearance."""
+        names = self._flattener.names
+        return [names[i] for i in self._present()]
+
+    def __contains__(self, key: object) -> bool:
+        kid = self._flattener.ids.get(key) if isinstance(key, str) else None
+        return kid is not None and bool(self._count[kid] > 0)
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self._count))
+
+    def means(self) -> dict[str, float]:
+        """Mean per key (keys with at least one numeric value).
+
+        Example:
+            >>> stats = RolloutStats()
+            >>> stats.add([{"x": 1}, {"x": 2}, {"y": None}])
+            >>> stats.means()
+            {'x': 1.5}
+        """
+        present = self._present()
+        names = self._flattener.names
+        means = (self._sum[present] / self._count[present]).tolist()
+        return {names[i]: m for i, m in zip(present, means, strict=True)}
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per key: count, sum, mean, std (population, like ``np.std``), min and max.
+
+        Example:
+            >>> stats = RolloutStats()
+            >>> stats.add([{"x": np.array([1.0, 3.0])}])
+            >>> stats.summary()
+            {'x': {'count': 2.0, 'sum': 4.0, 'mean': 2.0, 'std': 1.0, 'min': 1.0, 'max': 3.0}}
+        """
+        present = self._present()
+        count = self._count[present].astype(np.float64)
+        columns = (
+            count,
+            self._sum[present],
+            self._sum[present] / count,
+            np.sqrt(self._m2[present] / count),
+            self._min[present],
+            self._max[present],
+        )
+        names = self._flattener.names
+        rows = zip(*(c.tolist() for c in columns), strict=True)
+        return {
+            names[i]: dict(zip(_STAT_NAMES, row, strict=True))
+            for i, row in zip(present, rows, strict=True)
+        }
+
+    def get(self, key: str, default: Any = None) -> np.ndarray[Any, Any] | Any:
+        """All values accumulated for ``key`` (float64, 1-D, in order), or ``default``.
+
+        The array is read-only: it may share memory with the stored values (copy it to
+        change it).
+
+        Example:
+            >>> stats = RolloutStats()
+            >>> stats.add([{"x": 1}, {"x": [2, 3]}])
+            >>> float(np.mean(stats.get("x"))), stats.get("nope", [])
+            (2.0, [])
+        """
+        kid = self._flattener.ids.get(key)
+        if kid is None or self._count[kid] == 0:
+            return default
+        self._slice_pending()
+        chunks = self._chunks[kid]
+        if len(chunks) > 1 or chunks[0].strides != (8,):  # one contiguous array, kept
+            joined = np.concatenate(chunks)
+            joined.flags.writeable = False
+            chunks[:] = [joined]
+        return chunks[0]
+
+    def _slice_pending(self) -> None:
+        for segments, values in self._pending:
+            for kid, start, n, stride in segments.T.tolist():
+                if n:
+                    chunk = values[start : start + n * stride : stride]
+                    self._chunks.setdefault(kid, []).append(chunk)
+        self._pending.clear()
+
+    def clear(self) -> None:
+        """Forgets all values and skip counts (the key ids stay, to be reused)."""
+        self._allocate(self._count.size)
+        self.skipped.clear()
+        self._pending.clear()
+        self._chunks.clear()
+
+    def debug_summary(self) -> str:
+        """One line per skipped key with its count (empty when nothing was skipped).
+
+        Example:
+            >>> stats = RolloutStats()
+            >>> stats.add([{"name": "env-3", "x": 1.0}])
+            >>> print(stats.debug_summary())
+            name: skipped in 1 add() call (non-numeric leaves)
+        """
+        lines = []
+        for key in sorted(self.skipped):
+            n = self.skipped[key]
+            calls = "call" if n == 1 else "calls"
+            lines.append(f"{key}: skipped in {n} add() {calls} (non-numeric leaves)")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"RolloutStats({len(self)} keys, {len(self.skipped)} skipped)"
