@@ -1,0 +1,17 @@
+"""Sinks: where the reporter's payloads go (W&B, JSONL, console), and the runner that
+delivers them off the training thread.
+
+``import fusedstats.sinks`` does not import ``wandb``: :class:`WandbSink` takes a run
+the caller created.
+"""
+
+from __future__ import annotations
+
+from .base import Sink
+from .console import ConsoleSink
+from .jsonl import JsonlSink
+from .runner import SinkRunner
+from .spool import replay_spool
+from .wandb_sink import WandbSink
+
+__all__ = ["ConsoleSink", "JsonlSink", "Sink", "SinkRunner", "WandbSink", "replay_spool"]
