@@ -1,0 +1,47 @@
+"""The reporter's settings: Metta's fields, then what fusedstats adds."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StatsReporterConfig(BaseModel):
+    """Settings of :class:`~fusedstats.reporter.StatsReporter`; unknown fields are rejected.
+
+    Intervals are in epochs; 0 (or less) turns the thing off.
+
+    Example:
+        >>> StatsReporterConfig(interval=2).grad_mean_variance_interval
+        50
+        >>> StatsReporterConfig(intervall=2)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        pydantic_core._pydantic_core.ValidationError: 1 validation error for StatsReporterConfig
+        ...
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Metta's fields.
+    report_to_wandb: bool = True
+    report_to_stats_client: bool = True
+    report_to_console: bool = True
+    grad_mean_variance_interval: int = 50
+    interval: int = 1
+    analyze_weights_interval: int = 0
+
+    # Payload keys (full names, "env_game/score") set to 0.0 in an epoch that lacks
+    # them, each also reported as "<key>.avg": the mean of its finite values at the last
+    # `rolling_window` reports, this one included (NaN if none was finite).
+    default_zero_metrics: tuple[str, ...] = ()
+    rolling_window: int = Field(default=5, ge=1)
+
+    # Sinks: all I/O runs on one background thread (fusedstats.sinks.SinkRunner).
+    jsonl_path: str | None = None  # a JSONL sink writing here
+    spool_dir: str | None = None  # where payloads no sink could take are kept
+    sink_queue_size: int = Field(default=64, ge=1)
+    sink_timeout_s: float = Field(default=10.0, gt=0)  # per sink call
+    sink_close_timeout_s: float = Field(default=30.0, gt=0)  # finalize: flush + close, in all
+    sink_retries: int = Field(default=2, ge=0)
+    sink_backoff_s: float = Field(default=0.05, ge=0)
+    console_keys: tuple[str, ...] | None = None  # None: the console sink's default keys

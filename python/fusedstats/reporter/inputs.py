@@ -1,0 +1,138 @@
+"""Reading a trainer's objects (losses, experience, optimizer, config, policy) into
+plain ``{key: value}`` dicts for the payload. Everything is duck-typed: Metta's
+objects, plain dicts and torch objects all work, and what is missing is left out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from .payload import as_scalar
+
+logger = logging.getLogger("fusedstats.reporter")
+
+
+def field_of(obj: Any, name: str) -> Any:
+    """``obj[name]`` for a mapping, ``obj.name`` otherwise; None when absent."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def stats_of(source: Any) -> Mapping[str, Any]:
+    """A stats mapping from a mapping itself, or from an object's ``stats()`` (Metta's
+    losses and experience objects); ``{}`` for None or anything else."""
+    if source is None:
+        return {}
+    if isinstance(source, Mapping):
+        return source
+    stats = getattr(source, "stats", None)
+    if callable(stats):
+        result = stats()
+        if isinstance(result, Mapping):
+            return result
+    return {}
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings flattened to ``"a/b"`` keys."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def training_parameters(
+    optimizer: Any, trainer_cfg: Any, experience: Any, epoch_steps: int | None
+) -> dict[str, Any]:
+    """``parameters/`` values: ``learning_rate`` (first param group's ``lr``), the
+    schedule-free ``schedulefree_scheduled_lr`` / ``schedulefree_lr_max`` (their param
+    groups carry ``scheduled_lr`` and ``lr_max``), ``epoch_steps`` (the timing lap)
+    and ``num_minibatches`` (the experience's, the config's, or ``batch_size //
+    minibatch_size``)."""
+    params: dict[str, Any] = {}
+    groups = getattr(optimizer, "param_groups", None) if optimizer is not None else None
+    if groups:
+        group = groups[0]
+        if "lr" in group:
+            params["learning_rate"] = group["lr"]
+        if "scheduled_lr" in group:
+            params["schedulefree_scheduled_lr"] = group["scheduled_lr"]
+        if "lr_max" in group:
+            params["schedulefree_lr_max"] = group["lr_max"]
+    if epoch_steps is not None:
+        params["epoch_steps"] = epoch_steps
+    minibatches = field_of(experience, "num_minibatches")
+    if minibatches is None:
+        minibatches = field_of(trainer_cfg, "num_minibatches")
+    if minibatches is None:
+        batch = as_scalar(field_of(trainer_cfg, "batch_size"))
+        minibatch = as_scalar(field_of(trainer_cfg, "minibatch_size"))
+        if batch is not None and minibatch is not None and minibatch > 0:
+            minibatches = batch // minibatch
+    if minibatches is not None:
+        params["num_minibatches"] = minibatches
+    return params
+
+
+def hyperparameters_of(trainer_cfg: Any) -> dict[str, Any]:
+    """``hyperparameters/`` values: the trainer config's ``hyperparameters`` mapping,
+    nested mappings flattened with "/"."""
+    values = field_of(trainer_cfg, "hyperparameters")
+    return flatten(values) if isinstance(values, Mapping) else {}
+
+
+def monitor_stats(context: Any, name: str) -> Mapping[str, Any]:
+    """``context.<name>.stats()`` (Metta's system and memory monitors), or ``{}``."""
+    monitor = field_of(context, name)
+    if monitor is None:
+        return {}
+    try:
+        return stats_of(monitor)
+    except Exception as e:  # a monitor is a nicety; its failure must not stop training
+        logger.warning("%s.stats() failed: %r", name, e)
+        return {}
+
+
+def policy_grad_stats(policy: Any) -> dict[str, float]:
+    """``grad/...`` of every parameter's gradient, one fused pass; ``{}`` (warned) when
+    the policy has no parameters to read."""
+    from fusedstats import grad_stats
+
+    try:
+        return grad_stats(policy)
+    except Exception as e:
+        logger.warning("gradient stats skipped: %r", e)
+        return {}
+
+
+def policy_weight_stats(policy: Any) -> dict[str, float]:
+    """``weights/<metric>/<layer>``: from ``policy.compute_weight_metrics()`` when the
+    policy has it (a list of dicts, ``name`` being the layer), else from the fused
+    kernel over the policy's parameters (per parameter, plus the global
+    ``weights/<metric>`` and ``weights/dormant_frac/<parameter>``)."""
+    compute = getattr(policy, "compute_weight_metrics", None)
+    try:
+        if not callable(compute):
+            from fusedstats import weight_stats
+
+            return weight_stats(policy, per_parameter=True)
+        out: dict[str, float] = {}
+        for entry in compute() or ():
+            layer = entry.get("name", "unknown")
+            for metric, value in entry.items():
+                if metric == "name":
+                    continue
+                scalar = as_scalar(value)
+                if scalar is not None:
+                    out[f"weights/{metric}/{layer}"] = scalar
+        return out
+    except Exception as e:
+        logger.warning("weight stats skipped: %r", e)
+        return {}
