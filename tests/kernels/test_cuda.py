@@ -1,12 +1,11 @@
 """The CUDA kernel: reference results, same bits every call, no host sync, no allocation
 after the first call, CUDA-graph capture, and the caller's stream and device."""
 
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 import torch
 from hypothesis import given
+from tests.gpu import sync_is_an_error
 from tests.helpers import (
     CUDA_CHUNK,
     TORCH_DTYPES,
@@ -54,16 +53,6 @@ def _contiguous_tensors(seed: int, device="cuda") -> list[torch.Tensor]:
         dtype = list(TORCH_DTYPES.values())[i % len(TORCH_DTYPES)]
         out.append(torch.from_numpy(values).to(device=device, dtype=dtype))
     return out
-
-
-@contextmanager
-def sync_is_an_error():
-    previous = torch.cuda.get_sync_debug_mode()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        yield
-    finally:
-        torch.cuda.set_sync_debug_mode(previous)
 
 
 @needs_kernel

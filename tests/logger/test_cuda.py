@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 from pytest import approx
+from tests.gpu import sync_is_an_error
 from tests.logger import spec_model
 from tests.logger.compare import assert_same
 
@@ -24,16 +25,6 @@ SETTINGS = {
     "max": {"reduce": "max", "window": 3},
     "items": {"reduce": None},
 }
-
-
-@contextmanager
-def sync_is_an_error():
-    previous = torch.cuda.get_sync_debug_mode()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        yield
-    finally:
-        torch.cuda.set_sync_debug_mode(previous)
 
 
 @contextmanager

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.offline_wandb import offline_run, read_records
 
 from fusedstats.sinks import SinkRunner, WandbSink
 
@@ -17,33 +17,10 @@ wandb = pytest.importorskip("wandb")
 STEPS = (10, 20, 30)
 
 
-@pytest.fixture
-def offline_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    run = wandb.init(
-        project="fusedstats-tests",
-        mode="offline",
-        dir=tmp_path,
-        settings=wandb.Settings(
-            console="off", silent=True, x_disable_stats=True, disable_git=True, save_code=False
-        ),
-    )
-    yield run
-    run.finish()
-
-
-def read_records(run_dir) -> list[dict]:
-    """The records of the run's transaction log, as wandb-core prints them."""
-    done = subprocess.run(
-        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_dir)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+@pytest.fixture(name="offline_run")
+def _offline_run(tmp_path, monkeypatch):
+    with offline_run(tmp_path, monkeypatch, "fusedstats-tests") as run:
+        yield run
 
 
 def test_payloads_reach_the_run_history_at_their_steps(offline_run):
