@@ -2,7 +2,7 @@
 # Sets up fusedstats from a source checkout: a virtualenv, torch, and a real
 # (non-editable) build of the compiled extension.
 #
-#   bash scripts/setup.sh          # runtime install (+ extras needed by the main job)
+#   bash scripts/setup.sh          # runtime install + what the main job needs (.[demo])
 #   bash scripts/setup.sh test     # + test extras (pytest, hypothesis, ruff, mypy)
 #
 # FUSEDSTATS_VENV picks the virtualenv (default: .venv in the checkout).
@@ -22,6 +22,6 @@ python -m pip install --quiet "${TORCH_SPEC:-torch==2.13.0}"
 if [ "$extras" = "test" ]; then
   python -m pip install --quiet ".[test]"
 else
-  python -m pip install --quiet "."
+  python -m pip install --quiet ".[demo]"
 fi
 python -c "import fusedstats, json; print(json.dumps(fusedstats.build_info()))"

@@ -45,3 +45,15 @@ class StatsReporterConfig(BaseModel):
     sink_retries: int = Field(default=2, ge=0)
     sink_backoff_s: float = Field(default=0.05, ge=0)
     console_keys: tuple[str, ...] | None = None  # None: the console sink's default keys
+
+    # TensorBoard: a sink writing event files here (needs the `tensorboard` package).
+    tensorboard_dir: str | None = None
+    # On grad-stats epochs, also report each parameter's gradient stats as
+    # "grad_param/<parameter name>/<stat>" keys; the TensorBoard sink draws them as
+    # histograms across parameters. Off by default: it adds ~5 keys per parameter.
+    per_parameter_grad_stats: bool = False
+
+    # Distributed (torch.distributed initialized, world size > 1): rollout stats of all
+    # ranks are merged into rank 0's payload when True; each rank reports only its own
+    # environments when False (Metta's behaviour).
+    merge_rollout_across_ranks: bool = True
