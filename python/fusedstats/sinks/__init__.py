@@ -1,4 +1,4 @@
-"""Sinks: where the reporter's payloads go (W&B, JSONL, console), and the runner that
+"""Sinks: where the reporter's payloads go (W&B, TensorBoard, JSONL, console), and the runner that
 delivers them off the training thread.
 
 ``import fusedstats.sinks`` does not import ``wandb``: :class:`WandbSink` takes a run
@@ -12,6 +12,15 @@ from .console import ConsoleSink
 from .jsonl import JsonlSink
 from .runner import SinkRunner
 from .spool import replay_spool
+from .tensorboard_sink import TensorBoardSink
 from .wandb_sink import WandbSink
 
-__all__ = ["ConsoleSink", "JsonlSink", "Sink", "SinkRunner", "WandbSink", "replay_spool"]
+__all__ = [
+    "ConsoleSink",
+    "JsonlSink",
+    "Sink",
+    "SinkRunner",
+    "TensorBoardSink",
+    "WandbSink",
+    "replay_spool",
+]
