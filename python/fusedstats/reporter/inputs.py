@@ -100,16 +100,58 @@ def monitor_stats(context: Any, name: str) -> Mapping[str, Any]:
         return {}
 
 
-def policy_grad_stats(policy: Any) -> dict[str, float]:
+#: The stats of ``grad_param/<parameter name>/<stat>`` (``n_nonfinite`` = NaN + Inf count).
+PER_PARAMETER_GRAD_STATS = ("norm", "mean", "std", "abs_max", "n_nonfinite")
+
+
+def policy_grad_stats(policy: Any, per_parameter: bool = False) -> dict[str, float]:
     """``grad/...`` of every parameter's gradient, one fused pass; ``{}`` (warned) when
-    the policy has no parameters to read."""
+    the policy has no parameters to read.
+
+    With ``per_parameter``, also ``grad_param/<parameter name>/<stat>`` for each stat of
+    :data:`PER_PARAMETER_GRAD_STATS`, read from the per-tensor rows of the same kernel
+    call (names from ``policy.named_parameters()``; parameters without a gradient are
+    left out). Stats are over each gradient's finite elements, so ``mean`` is NaN for a
+    gradient with none and ``std`` (unbiased) for one with fewer than two.
+
+    Example:
+        >>> import torch
+        >>> layer = torch.nn.Linear(2, 1)
+        >>> layer(torch.ones(3, 2)).sum().backward()
+        >>> stats = policy_grad_stats(layer, per_parameter=True)
+        >>> stats["grad_param/bias/norm"], stats["grad_param/weight/n_nonfinite"]
+        (3.0, 0.0)
+        >>> stats["grad/numel"], "grad_param/bias/norm" in policy_grad_stats(layer)
+        (3.0, False)
+    """
     from fusedstats import grad_stats
 
     try:
-        return grad_stats(policy)
+        stats = grad_stats(policy, per_parameter=per_parameter)
     except Exception as e:
         logger.warning("gradient stats skipped: %r", e)
         return {}
+    return _per_parameter_keys(stats) if per_parameter else stats
+
+
+def _per_parameter_keys(stats: Mapping[str, float], prefix: str = "grad/") -> dict[str, float]:
+    """``grad_stats(per_parameter=True)``'s ``grad/<field>/<name>`` keys as
+    ``grad_param/<name>/<stat>``; its global ``grad/<field>`` keys as they are."""
+    out: dict[str, float] = {}
+    fields: dict[str, dict[str, float]] = {}
+    for key, value in stats.items():
+        # A field name has no "/": the first one after the prefix ends it, and a
+        # parameter name may hold more (plain dicts of parameters can name them so).
+        field, sep, name = key[len(prefix) :].partition("/")
+        if sep:
+            fields.setdefault(name, {})[field] = value
+        else:
+            out[key] = value
+    for name, row in fields.items():
+        row["n_nonfinite"] = row["n_nan"] + row["n_inf"]
+        for stat in PER_PARAMETER_GRAD_STATS:
+            out[f"grad_param/{name}/{stat}"] = row[stat]
+    return out
 
 
 def policy_weight_stats(policy: Any) -> dict[str, float]:
