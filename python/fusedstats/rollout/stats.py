@@ -204,7 +204,9 @@ class RolloutStats:
         if kid is None or self._count[kid] == 0:
             return default
         self._slice_pending()
-        chunks = self._chunks[kid]
+        chunks = self._chunks.get(kid)
+        if not chunks:  # statistics merged in from elsewhere (merge_state) carry no values
+            return default
         if len(chunks) > 1 or chunks[0].strides != (8,):  # one contiguous array, kept
             joined = np.concatenate(chunks)
             joined.flags.writeable = False
@@ -218,6 +220,71 @@ class RolloutStats:
                     chunk = values[start : start + n * stride : stride]
                     self._chunks.setdefault(kid, []).append(chunk)
         self._pending.clear()
+
+    # ---- merging across processes --------------------------------------------------
+
+    def export_state(self) -> dict[str, Any]:
+        """The running statistics as plain data (JSON/pickle safe), for
+        :meth:`merge_state` in another process: per key its count, sum, mean, M2
+        (sum of squared deviations), min and max, and the skip counts. The values
+        themselves (what :meth:`get` returns) are not included.
+
+        Example:
+            >>> stats = RolloutStats()
+            >>> stats.add([{"x": 1.0}, {"x": 3.0}])
+            >>> stats.export_state()["m2"]
+            [2.0]
+        """
+        present = self._present()
+        names = self._flattener.names
+        return {
+            "keys": [names[i] for i in present],
+            "count": self._count[present].tolist(),
+            "sum": self._sum[present].tolist(),
+            "mean": self._mean[present].tolist(),
+            "m2": self._m2[present].tolist(),
+            "min": self._min[present].tolist(),
+            "max": self._max[present].tolist(),
+            "skipped": dict(self.skipped),
+        }
+
+    def merge_state(self, state: Mapping[str, Any]) -> None:
+        """Merges another RolloutStats' :meth:`export_state` into these statistics, as
+        if its values had been added here (exact: counts and sums add, M2 by Chan et
+        al.'s formula, NaN sticks in min/max as in :meth:`add`). :meth:`get` still
+        returns only the values added here.
+
+        Example:
+            >>> a, b = RolloutStats(), RolloutStats()
+            >>> a.add([{"x": 1.0}]); b.add([{"x": 3.0}, {"y": 5}])
+            >>> a.merge_state(b.export_state()); a.means()
+            {'x': 2.0, 'y': 5.0}
+        """
+        keys = list(state["keys"])
+        if keys:
+            ids = np.array([self._flattener.key_id(k) for k in keys], dtype=np.int64)
+            if len(self._flattener.names) > self._count.size:
+                self._grow(len(self._flattener.names))
+            n = np.asarray(state["count"], dtype=np.int64)
+            seen = self._count[ids]
+            total = seen + n
+            mean = np.asarray(state["mean"], dtype=np.float64)
+            delta = mean - self._mean[ids]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share = np.where(total > 0, n / np.maximum(total, 1), 0.0)
+                self._mean[ids] = np.where(seen == 0, mean, self._mean[ids] + delta * share)
+                self._m2[ids] = np.where(
+                    seen == 0,
+                    state["m2"],
+                    self._m2[ids] + np.asarray(state["m2"]) + delta * delta * seen * share,
+                )
+            # np.minimum/np.maximum propagate NaN: it sticks, as in add().
+            self._min[ids] = np.minimum(self._min[ids], np.asarray(state["min"], dtype=np.float64))
+            self._max[ids] = np.maximum(self._max[ids], np.asarray(state["max"], dtype=np.float64))
+            self._sum[ids] += np.asarray(state["sum"], dtype=np.float64)
+            self._count[ids] = total
+        for key, n_skipped in state.get("skipped", {}).items():
+            self.skipped[key] = self.skipped.get(key, 0) + int(n_skipped)
 
     def clear(self) -> None:
         """Forgets all values and skip counts (the key ids stay, to be reused)."""
