@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,16 @@ class StatsReporter(TrainerComponent):
             training run is created on it now when ``report_to_stats_client``.
         wandb_run: an optional W&B run (may also be set later).
         extra_sinks: more sinks (``fusedstats.sinks.Sink``) beside the configured ones.
+        process_group: the torch.distributed group whose ranks' rollout stats are merged
+            (default: the whole job).
+
+    Across ranks: with ``config.merge_rollout_across_ranks`` (the default) in a
+    torch.distributed job of more than one rank, the rollout stats of every rank are
+    merged into the payload of the group's first rank (rank 0); the other ranks keep
+    their own. :meth:`report_epoch` is then a collective call: every rank must call it
+    for the same epochs. With the option off each rank reports its own environments.
+    When torch.distributed is not initialized (or torch not even imported: then it is
+    not imported here either) or the world is one rank, everything stays local.
 
     Example:
         >>> r = StatsReporter(StatsReporterConfig(report_to_console=False))
@@ -65,6 +76,7 @@ class StatsReporter(TrainerComponent):
         wandb_run: Any = None,
         *,
         extra_sinks: Sequence[Sink] = (),
+        process_group: Any = None,
     ) -> None:
         super().__init__(epoch_interval=config.interval)
         from fusedstats.rollout import warmup
@@ -80,6 +92,7 @@ class StatsReporter(TrainerComponent):
         self._env_keys = EnvKeys()
         self._latest_payload: dict[str, float] | None = None
         self._state = StatsReporterState()
+        self._process_group = process_group
         if stats_client is not None and config.report_to_stats_client:
             self._state.stats_run_id = self._create_training_run(stats_client)
 
@@ -287,7 +300,7 @@ class StatsReporter(TrainerComponent):
     ) -> dict[str, float]:
         config, state = self._config, self._state
         try:
-            means: Mapping[str, Any] = state.rollout_stats.means()
+            means: Mapping[str, Any] = self._rollout_means()
         except Exception as e:
             logger.warning("rollout means unavailable: %r", e)
             means = {}
@@ -331,6 +344,33 @@ class StatsReporter(TrainerComponent):
                 payload, config.default_zero_metrics, state.rolling, config.rolling_window
             )
         return payload
+
+    def _rollout_means(self) -> Mapping[str, Any]:
+        """The rollout means: this rank's, or on the group's first rank those of every
+        rank's values (``merge_rollout_across_ranks`` in a world of several ranks; a
+        collective call, see the class docstring)."""
+        stats = self._state.rollout_stats
+        if not self._config.merge_rollout_across_ranks:
+            return stats.means()
+        # No process group, no import: fusedstats.distributed costs ~10 ms to import, which
+        # a single-process run must not pay at its first report.
+        dist = sys.modules.get("torch.distributed")
+        if dist is None or not dist.is_available() or not dist.is_initialized():
+            return stats.means()
+        from fusedstats.distributed import sync_rollout_stats, world_size
+
+        group = self._process_group
+        if world_size(group) <= 1:
+            return stats.means()
+        import torch.distributed as dist  # initialized, so torch is imported already
+
+        dst = 0 if group is None else dist.get_process_group_ranks(group)[0]
+        try:
+            merged = sync_rollout_stats(stats, group, dst=dst)
+        except Exception as e:  # every rank gets the same error: all report their own
+            logger.warning("rollout stats not merged across ranks: %r", e)
+            return stats.means()
+        return stats.means() if merged is None else merged.means()
 
     def _publish(self, payload: dict[str, float], *, epoch: int, agent_step: int) -> None:
         if not payload:
