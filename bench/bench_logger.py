@@ -4,7 +4,8 @@
 
 Races, in one run and interleaved, ``fusedstats.MetricsLogger``, RLlib's
 ``MetricsLogger`` (when ``ray.rllib`` imports: the benchmark environment of
-bench/README.md; skipped, and said so, otherwise) and ``logger_baseline.PlainLogger``:
+bench/README.md; skipped, and said so, otherwise) and
+``fusedstats.bench.logger_baseline.PlainLogger``:
 
 1. ``log_value`` on an existing key, a float, the same keyword settings on every call
    (mean over a window of 10, EMA, lifetime sum): ns per call.
@@ -80,7 +81,7 @@ def load_loggers(only: list[str] | None = None) -> tuple[dict[str, type], dict[s
                 f"bench/README.md to race it): {e!r}"
             )
     if PLAIN in want:
-        from logger_baseline import PlainLogger
+        from fusedstats.bench.logger_baseline import PlainLogger
 
         found[PLAIN] = PlainLogger
     return found, missing

@@ -23,6 +23,7 @@ DOCTESTED_MODULES = (
     "fusedstats.kernels.model_stats",
     "fusedstats.logger.stats",
     "fusedstats.logger.metrics_logger",
+    "fusedstats.distributed",
 )
 
 

@@ -18,6 +18,7 @@ DOCTESTED = (
     "fusedstats.reporter.payload",
     "fusedstats.reporter.component",
     "fusedstats.reporter.reporter",
+    "fusedstats.reporter.inputs",
 )
 SPEC_NAMES = (
     "Timer",

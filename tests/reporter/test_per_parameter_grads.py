@@ -3,7 +3,6 @@ real torch model after backward(), against float64 torch; off by default."""
 
 from __future__ import annotations
 
-import doctest
 import logging
 import math
 import os
@@ -14,7 +13,6 @@ import pytest
 import torch
 
 import fusedstats
-from fusedstats.reporter import inputs
 from fusedstats.reporter.inputs import PER_PARAMETER_GRAD_STATS, policy_grad_stats
 
 
@@ -155,8 +153,3 @@ def test_no_gradients_or_no_parameters_give_nothing(caplog):
     with caplog.at_level(logging.WARNING, logger="fusedstats.reporter"):
         assert policy_grad_stats(object(), per_parameter=True) == {}
     assert "gradient stats skipped" in caplog.text
-
-
-def test_doctests():
-    result = doctest.testmod(inputs, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

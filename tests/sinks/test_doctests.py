@@ -11,6 +11,7 @@ MODULES = [
     "fusedstats.sinks.jsonl",
     "fusedstats.sinks.runner",
     "fusedstats.sinks.spool",
+    "fusedstats.sinks.tensorboard_sink",
 ]
 
 
