@@ -12,6 +12,7 @@ from .console import ConsoleSink
 from .jsonl import JsonlSink
 from .runner import SinkRunner
 from .spool import replay_spool
+from .stats_store import StatsStoreSink
 from .tensorboard_sink import TensorBoardSink
 from .wandb_sink import WandbSink
 
@@ -20,6 +21,7 @@ __all__ = [
     "JsonlSink",
     "Sink",
     "SinkRunner",
+    "StatsStoreSink",
     "TensorBoardSink",
     "WandbSink",
     "replay_spool",
