@@ -1,6 +1,6 @@
 """A few-second speed report: gradient statistics of a synthetic model, three ways.
 
-``fusedstats`` (or ``fusedstats demo``) runs :func:`run_demo`: it builds a small
+The ``tensor_stats`` part of ``fusedstats bench`` runs :func:`run_demo`: it builds a small
 conv + MLP model (~4.8M parameters), runs one backward pass on random data, then races
 ``fusedstats.tensor_stats`` over the gradients against the pure-torch baseline computing
 the same statistics and against ``torch._foreach_norm`` (the global norm only).

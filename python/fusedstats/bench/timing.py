@@ -100,6 +100,43 @@ def race(
     return result
 
 
+def race_with_setup(
+    methods: Mapping[str, tuple[Callable[[], Any], Callable[[Any], Any]]],
+    reps: int,
+    *,
+    warmup: int = 1,
+) -> dict[str, list[float]]:
+    """Like :func:`race`, for methods that need an untimed step before every call.
+
+    ``methods``: name -> (setup, run); ``setup()`` runs untimed before each call, then a
+    garbage collection (so one method's garbage is not collected on another's clock),
+    then ``run(state)`` is timed. Interleaved and rotated as in :func:`race`.
+
+    Example:
+        >>> times = race_with_setup({"one": (lambda: 1, lambda s: s + 1)}, reps=3)
+        >>> len(times["one"])
+        3
+    """
+    import gc
+
+    for setup, fn in methods.values():
+        for _ in range(max(warmup, 1)):
+            fn(setup())
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    names = list(methods)
+    for rnd in range(reps):
+        shift = rnd % len(names)
+        for name in names[shift:] + names[:shift]:
+            setup, fn = methods[name]
+            state = setup()
+            gc.collect()
+            start = time.perf_counter()
+            fn(state)
+            times[name].append(time.perf_counter() - start)
+            del state
+    return times
+
+
 def with_threads(fn: Callable[[], Any], n: int) -> Callable[[], Any]:
     """``fn``, run with ``n`` CPU threads for both torch and fusedstats.
 
@@ -234,8 +271,10 @@ def count_cuda_kernels(fn: Callable[[], Any]) -> int | None:
 __all__ = [
     "RaceResult",
     "count_cuda_kernels",
+    "host_info",
     "machine_info",
     "race",
+    "race_with_setup",
     "read_probes",
     "with_threads",
 ]

@@ -1,0 +1,28 @@
+"""``fusedstats bench``: the suite's table and JSON (two quick parts; the others share
+the same machinery and are run by hand, see the README)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fusedstats.cli import main
+
+
+@pytest.mark.slow
+def test_bench_quick_prints_one_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--only", "logger", "reporter", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["quick"] is True
+    assert [r["part"] for r in result["rows"]] == ["logger"] * 3 + ["reporter"]
+    for row in result["rows"]:
+        assert row["fusedstats"] > 0 and row["reference"] > 0
+        assert row["ratio"] == pytest.approx(row["reference"] / row["fusedstats"])
+        assert row["case"] in printed
+    assert "plain-Python logger (RLlib not installed)" in printed
+    assert "ratio = reference / fusedstats" in printed
+    # The reporter's payload has Metta's ~1,500 keys, as in bench/bench_reporter.py.
+    assert "1,498 payload keys" in result["rows"][-1]["case"]
