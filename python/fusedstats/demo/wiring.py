@@ -1,10 +1,8 @@
 """The one place the demo builds its StatsReporter, store and sinks.
 
-Today the demo attaches the stats-store and TensorBoard sinks itself (``extra_sinks``).
-When the reporter attaches them on its own (a ``StatsStoreSink`` when its stats client
-has ``record_metrics``, a ``TensorBoardSink`` when ``config.tensorboard_dir`` is set),
-set :data:`REPORTER_ATTACHES_SINKS` to True: this module then only sets
-``tensorboard_dir`` and passes no extra sinks.
+The reporter attaches the sinks itself: a ``StatsStoreSink`` because its stats client
+(the embedded store) has ``record_metrics``, a ``TensorBoardSink`` because
+``tensorboard_dir`` is set, a JSONL sink because ``jsonl_path`` is.
 """
 
 from __future__ import annotations
@@ -19,40 +17,10 @@ from typing import Any
 
 from .config import DemoConfig
 
-#: Whether StatsReporter attaches the store and TensorBoard sinks itself (see above).
-REPORTER_ATTACHES_SINKS = False
-
 STORE_FILE = "stats.db"
 JSONL_FILE = "stats.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 SPOOL_DIR = "spool"
-
-
-class LateSink:
-    """A sink whose target is set after the reporter is built: the store sink needs the
-    run id the reporter creates in its constructor. The reporter starts its sinks at
-    the first payload, after :meth:`bind`; until then (or unbound) writes do nothing."""
-
-    name = "stats_store"
-
-    def __init__(self) -> None:
-        self._sink: Any = None
-
-    def bind(self, sink: Any) -> None:
-        self._sink = sink
-        self.name = getattr(sink, "name", self.name)
-
-    def write(self, payload: Mapping[str, float], *, step: int, epoch: int) -> None:
-        if self._sink is not None:
-            self._sink.write(payload, step=step, epoch=epoch)
-
-    def flush(self) -> None:
-        if self._sink is not None:
-            self._sink.flush()
-
-    def close(self) -> None:
-        if self._sink is not None:
-            self._sink.close()
 
 
 class EpochRecorder:
@@ -167,35 +135,22 @@ def build_reporter(config: DemoConfig, run_dir: Path, name: str, log: Any = prin
         analyze_weights_interval=config.analyze_weights_interval,
         jsonl_path=str(run_dir / JSONL_FILE),
         spool_dir=str(run_dir / SPOOL_DIR),
-        tensorboard_dir=str(run_dir / TENSORBOARD_DIR) if REPORTER_ATTACHES_SINKS else None,
+        tensorboard_dir=str(run_dir / TENSORBOARD_DIR),
         per_parameter_grad_stats=True,
     )
-    store_sink = LateSink()
-    extra: list[Any] = []
-    if not REPORTER_ATTACHES_SINKS:
-        from fusedstats.sinks import TensorBoardSink
-
-        extra = [store_sink, TensorBoardSink(run_dir / TENSORBOARD_DIR, histograms=True)]
     reporter = StatsReporter(
         reporter_config,
         stats_client=store,
         wandb_run=wandb_run if wandb_run is not None else run_label(name, run_dir, config),
-        extra_sinks=extra,
     )
     run_id = reporter.stats_run_id
     if run_id is None:
         raise RuntimeError(f"the stats store at {run_dir / STORE_FILE} created no training run")
-    if not REPORTER_ATTACHES_SINKS:
-        from fusedstats.sinks import StatsStoreSink
-
-        store_sink.bind(StatsStoreSink(store, run_id))
     return Wiring(reporter=reporter, store=store, run_id=run_id, wandb_run=wandb_run)
 
 
 __all__ = [
-    "REPORTER_ATTACHES_SINKS",
     "EpochRecorder",
-    "LateSink",
     "Wiring",
     "build_reporter",
     "run_label",

@@ -13,6 +13,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from .config import StatsReporterConfig
 
@@ -78,9 +79,18 @@ def build_sinks(
     config: StatsReporterConfig,
     current_run: Callable[[], Any],
     extra_sinks: Sequence[Sink],
+    *,
+    stats_client: Any = None,
+    stats_run_id: UUID | None = None,
 ) -> list[Sink]:
     """The sinks ``config`` asks for, then ``extra_sinks``. A sink that cannot be made
-    (an unwritable JSONL path, say) is left out with a logged warning."""
+    (an unwritable JSONL path, a missing ``tensorboard`` package) is left out with a
+    logged warning.
+
+    A :class:`~fusedstats.sinks.StatsStoreSink` is added when ``report_to_stats_client``
+    and the stats client has ``record_metrics`` (the stores of
+    :func:`fusedstats.store.connect`) and its training run was created (``stats_run_id``):
+    every payload then goes to the store too, from the sink thread."""
     from fusedstats import sinks
 
     out: list[Sink] = []
@@ -99,6 +109,17 @@ def build_sinks(
                 out.append(sinks.ConsoleSink(keys=config.console_keys))
         except Exception as e:
             logger.warning("console sink not created: %r", e)
+    if config.tensorboard_dir is not None:
+        try:
+            out.append(sinks.TensorBoardSink(config.tensorboard_dir))
+        except Exception as e:
+            logger.warning("TensorBoard sink for %r not created: %r", config.tensorboard_dir, e)
+    if (
+        config.report_to_stats_client
+        and stats_run_id is not None
+        and callable(getattr(stats_client, "record_metrics", None))
+    ):
+        out.append(sinks.StatsStoreSink(stats_client, stats_run_id))
     out.extend(extra_sinks)
     return out
 

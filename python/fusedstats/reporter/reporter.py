@@ -310,7 +310,9 @@ class StatsReporter(TrainerComponent):
         weights: dict[str, float] = {}
         if policy is not None:
             if not state.grad_stats and _due(epoch, config.grad_mean_variance_interval):
-                state.grad_stats = inputs.policy_grad_stats(policy)
+                state.grad_stats = inputs.policy_grad_stats(
+                    policy, per_parameter=config.per_parameter_grad_stats
+                )
             if _due(epoch, config.analyze_weights_interval):
                 weights = inputs.policy_weight_stats(policy)
         payload = build_wandb_payload(
@@ -387,7 +389,13 @@ class StatsReporter(TrainerComponent):
     def _sink_runner(self) -> SinkRunner | None:
         # Made at the first payload: a reporter that never reports starts no thread.
         if self._runner is None and self._sinks_wanted:
-            sinks = build_sinks(self._config, lambda: self._wandb_run, self._extra_sinks)
+            sinks = build_sinks(
+                self._config,
+                lambda: self._wandb_run,
+                self._extra_sinks,
+                stats_client=self._stats_client,
+                stats_run_id=self._state.stats_run_id,
+            )
             self._wandb_sink = next((s for s in sinks if isinstance(s, CurrentRunWandbSink)), None)
             if sinks:
                 self._runner = build_runner(self._config, sinks)

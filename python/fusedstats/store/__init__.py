@@ -48,6 +48,7 @@ def connect(
     token: str | None = None,
     spool_dir: str | os.PathLike[str] | None = None,
     timeout_s: float = 5.0,
+    write_behind: bool = True,
 ) -> StatsStore:
     """The store ``target`` names.
 
@@ -62,6 +63,9 @@ def connect(
             (default: ``FUSEDSTATS_SPOOL_DIR`` or ``~/.cache/fusedstats/spool``).
         timeout_s: a server client's time limit per call; an SQL store's wait for
             another process's lock is ``max(timeout_s, 30)``.
+        write_behind: a server client's ``record_metrics`` returns once the payload is
+            in its disk spool, which a background thread sends in batches (what lets a
+            reporter's sink keep up with 100 payloads/s; see ``bench/bench_store.py``).
 
     Example:
         >>> import tempfile
@@ -74,7 +78,9 @@ def connect(
     if text.startswith(("http://", "https://")):
         from .client import HttpStatsClient
 
-        return HttpStatsClient(text, token=token, spool_dir=spool_dir, timeout_s=timeout_s)
+        return HttpStatsClient(
+            text, token=token, spool_dir=spool_dir, timeout_s=timeout_s, write_behind=write_behind
+        )
     from .sql import SqlStatsStore
 
     return SqlStatsStore(text, busy_timeout_s=max(timeout_s, 30.0))
