@@ -358,3 +358,16 @@ def test_histogram_fields_edge_cases():
     assert huge["num"] == 3.0 and sum(huge["bucket"]) == 3.0 and huge["sum_squares"] == math.inf
     close = tensorboard_sink.histogram_fields([1.0, float(np.nextafter(1.0, 2.0))])
     assert sum(close["bucket"]) == 2.0 and close["bucket_limit"][-1] == close["max"]
+
+
+def test_files_of_one_second_sort_in_the_order_they_were_opened(tmp_path):
+    # TensorBoard reads files in name order; a counter crossing 9 -> 10 must not reorder.
+    sink = TensorBoardSink(tmp_path)
+    for step in range(12):
+        sink.write({"a": float(step)}, step=step, epoch=0)
+        sink.close()  # the next write opens a new file
+    names = [p.name for p in tmp_path.iterdir()]
+    assert len(names) == 12
+    assert [(e.step, e.value) for e in read(tmp_path).Scalars("a")] == [
+        (step, float(step)) for step in range(12)
+    ]

@@ -228,9 +228,11 @@ class TensorBoardSink:
 
     def _open(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # TensorBoard reads a folder's files in name order: the counter is zero-padded so
+        # that file 10 of one second sorts after file 9 (unpadded, "10" < "9").
         name = (
             f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
-            f"{os.getpid()}.{next(_file_ids)}{self.filename_suffix}"
+            f"{os.getpid()}.{next(_file_ids):06d}{self.filename_suffix}"
         )
         path = self.log_dir / name
         file = path.open("wb")
