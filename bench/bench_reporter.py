@@ -32,57 +32,37 @@ import argparse
 import json
 import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
 import racing
+from fusedstats.bench.workloads import (
+    EXPERIENCE,
+    N_AGENT_ARRAYS,
+    N_AGENTS,
+    N_GRAD,
+    N_GROUPS,
+    N_INFOS,
+    N_LEAVES,
+    N_TIMERS,
+    epoch_infos,
+    grad_values,
+    plain_accumulate,
+    plain_payload,
+)
+from fusedstats.bench.workloads import stopwatch as make_stopwatch
 from racing import Case, fmt_time, race, render_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "reporter.json"
 TARGET_MEDIAN_S = 2e-3  # issue 4: report_epoch with ~1,500 keys, excluding sink I/O
 
-N_INFOS = 32  # info dicts per epoch (one per env of a vectorized batch)
-N_GROUPS = 27  # top-level groups of each info ...
-N_LEAVES = 50  # ... with this many leaves each: 1,350 numeric keys
-N_AGENT_ARRAYS = 5  # leaves per group that are per-agent arrays
-N_AGENTS = 24
-N_TIMERS = 20
-N_GRAD = 40
-
-
 # --- inputs ----------------------------------------------------------------------------
-
-
-def make_infos(seed: int) -> list[dict[str, Any]]:
-    """An epoch's infos: N_INFOS dicts, N_GROUPS x N_LEAVES numeric leaves each."""
-    rng = np.random.default_rng(seed)
-    infos = []
-    for _ in range(N_INFOS):
-        info: dict[str, Any] = {}
-        for g in range(N_GROUPS):
-            group: dict[str, Any] = {}
-            values = rng.random(N_LEAVES)
-            for leaf in range(N_LEAVES):
-                if leaf < N_AGENT_ARRAYS:
-                    group[f"stat_{leaf}"] = rng.random(N_AGENTS)
-                else:
-                    group[f"stat_{leaf}"] = float(values[leaf])
-            group["label"] = "not a number"  # skipped, never averaged
-            info["agent" if g == 0 else f"game_{g}"] = group
-        infos.append(info)
-    return infos
-
-
-def grad_values() -> dict[str, float]:
-    out = {f"grad/{f}": 0.5 for f in ("mean", "variance", "norm", "abs_max", "min", "max")}
-    out.update({f"grad/norm/layer_{i}": float(i) for i in range(N_GRAD - len(out))})
-    return out
-
+# The epoch's infos, grad values, experience stats, stopwatch and the plain-python
+# reference come from fusedstats.bench.workloads (``fusedstats bench`` races the same).
+# The losses stay here: a trainer's names (workloads.LOSSES has the same 12 values under
+# generic names), passed to plain_payload too.
 
 LOSSES = {
     name: 0.1 * i
@@ -103,17 +83,6 @@ LOSSES = {
         )
     )
 }
-EXPERIENCE = {f"stat_{i}": float(i) for i in range(19)} | {"rewards": 0.5}
-
-
-def make_stopwatch() -> Any:
-    from fusedstats.reporter import Stopwatch
-
-    watch = Stopwatch()
-    for i in range(N_TIMERS):
-        with watch(f"_phase_{i}"):
-            pass
-    return watch
 
 
 def make_optimizer() -> Any:
@@ -141,47 +110,6 @@ class NoOpSink:
 
     def close(self) -> None:
         pass
-
-
-# --- the plain-python reference ----------------------------------------------------------
-
-
-def plain_accumulate(infos: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    acc: dict[str, list[Any]] = defaultdict(list)
-
-    def walk(prefix: str, d: dict[str, Any]) -> None:
-        for k, v in d.items():
-            path = f"{prefix}{k}"
-            if isinstance(v, dict):
-                walk(path + "/", v)
-            elif isinstance(v, np.ndarray):
-                acc[path].extend(v.tolist())
-            elif isinstance(v, (int, float)):
-                acc[path].append(v)
-
-    for info in infos:
-        walk("", info)
-    return acc
-
-
-def plain_payload(
-    acc: dict[str, list[Any]], watch: Any, optimizer: Any, epoch: int, step: int
-) -> dict[str, float]:
-    """The same payload, built per key in Python: np.mean, prefixes, float()."""
-    from fusedstats.reporter import compute_timing_stats
-
-    means = {k: float(np.mean(v)) for k, v in acc.items()}
-    timing = compute_timing_stats(watch, step)
-    payload: dict[str, float] = {"metric/agent_step": float(step), "metric/epoch": float(epoch)}
-    payload["overview/sps"] = timing.epoch_steps_per_second
-    payload["overview/reward"] = float(EXPERIENCE["rewards"])
-    payload.update({f"losses/{k}": float(v) for k, v in LOSSES.items()})
-    payload.update({f"experience/{k}": float(v) for k, v in EXPERIENCE.items()})
-    payload.update({f"env_{k}": v for k, v in means.items() if "/" in k})
-    payload["parameters/learning_rate"] = float(optimizer.param_groups[0]["lr"])
-    payload.update(grad_values())
-    payload.update(timing.timing_stats)
-    return payload
 
 
 # --- the race ----------------------------------------------------------------------------
@@ -244,8 +172,12 @@ def build_cases(infos: list[dict[str, Any]]) -> tuple[dict[str, Case], dict[str,
         ),
         "plain python": Case(
             setup=lambda: plain_accumulate(infos),
-            run=lambda acc: plain_payload(acc, watches["plain"], optimizer, 1, 65536),
-            check=lambda acc: plain_payload(acc, watches["plain"], optimizer, 1, 65536),
+            run=lambda acc: plain_payload(
+                acc, watches["plain"], float(optimizer.param_groups[0]["lr"]), 1, 65536, LOSSES
+            ),
+            check=lambda acc: plain_payload(
+                acc, watches["plain"], float(optimizer.param_groups[0]["lr"]), 1, 65536, LOSSES
+            ),
         ),
         "part: RolloutStats.means()": Case(
             run=lambda _: parts_reporter.state.rollout_stats.means(),
@@ -313,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default=None, help="free text kept in the JSON")
     args = parser.parse_args(argv)
 
-    infos = make_infos(0)
+    infos = epoch_infos(0)
     if args.profile:
         profile(infos)
         return 0

@@ -51,59 +51,25 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fusedstats.bench.workloads import N_AGENTS, rollout_infos, unroll_nested_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "rollout.json"
 TARGET_SPEEDUP = 5.0
 FLATTEN = "(fusedstats flatten only)"
 TARGET_SECONDS_PER_1024 = 1.5e-3
-N_AGENTS = 24
-
-
-# --- data ------------------------------------------------------------------------
-
-
-def make_infos(n: int, seed: int) -> list[dict[str, Any]]:
-    """``n`` info dicts of the benchmark's shape (50 numeric leaves, 8 per-agent arrays)."""
-    rng = np.random.default_rng(seed)
-    infos = []
-    for _ in range(n):
-        game = dict(
-            zip([f"stat_{j}" for j in range(20)], rng.normal(size=20).tolist(), strict=True)
-        )
-        agent = dict(zip([f"a_{j}" for j in range(10)], rng.random(10).tolist(), strict=True))
-        sub = dict(
-            zip([f"m_{j}" for j in range(8)], rng.integers(0, 9, size=8).tolist(), strict=True)
-        )
-        infos.append(
-            {
-                "episode_return": float(rng.normal()),
-                "episode_length": int(rng.integers(100, 1000)),
-                "game": game,
-                "agent": agent,
-                "env_map": {"sub": sub, "done": bool(rng.random() < 0.5), "w": rng.random()},
-                "per_agent": {f"pa_{j}": rng.random(N_AGENTS) for j in range(8)},
-            }
-        )
-    return infos
-
-
 # --- the ways to aggregate ---------------------------------------------------------
-
-
-def _unroll_nested_dict(d: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    """Metta's (and PufferLib's) ``unroll_nested_dict``: a generator per nesting level."""
-    for k, v in d.items():
-        if isinstance(v, dict):
-            for k2, v2 in _unroll_nested_dict(v):
-                yield f"{k}/{k2}", v2
-        else:
-            yield k, v
+# The infos (``rollout_infos``) and Metta's nested-dict generator come from
+# fusedstats.bench.workloads, which ``fusedstats bench`` races too. Metta's accumulate
+# stays here as written: it looks torch up per leaf (``_is_tensor``), where
+# ``workloads.metta_rollout_means`` looks it up once per call; the timings in
+# bench/results/rollout.json are of this version.
 
 
 def _is_tensor(v: Any) -> bool:
@@ -115,7 +81,7 @@ def metta_accumulate(raw_infos: list[dict[str, Any]], stats: dict[str, Any]) -> 
     """Metta's ``accumulate_rollout_stats``, rewritten with its per-leaf steps."""
     infos: defaultdict[str, list[Any]] = defaultdict(list)
     for i in raw_infos:
-        for k, leaf in _unroll_nested_dict(i):
+        for k, leaf in unroll_nested_dict(i):
             v = leaf
             if _is_tensor(v):
                 v = v.detach().cpu().item() if v.numel() == 1 else v.detach().cpu().numpy()
@@ -135,7 +101,7 @@ def metta_way(infos: list[dict[str, Any]]) -> dict[str, float]:
 def plain_way(infos: list[dict[str, Any]]) -> dict[str, float]:
     acc: defaultdict[str, list[Any]] = defaultdict(list)
     for info in infos:
-        for k, v in _unroll_nested_dict(info):
+        for k, v in unroll_nested_dict(info):
             acc[k].append(v)
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
@@ -253,14 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         prof = cProfile.Profile()
         for seed in range(20):
-            infos = make_infos(n, seed)
+            infos = rollout_infos(n, seed)
             stats = RolloutStats()
             prof.runcall(stats.add, infos)
         pstats.Stats(prof).sort_stats("tottime").print_stats(20)
         return 0
 
     def fresh(rnd: int) -> list[dict[str, Any]]:
-        return make_infos(n, seed=1000 + rnd)
+        return rollout_infos(n, seed=1000 + rnd)
 
     kept = RolloutStats()
 
@@ -288,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
 
     # The same infos through each way: the means must agree.
-    same = make_infos(n, 12345)
+    same = rollout_infos(n, 12345)
     stats = RolloutStats()
     stats.add(same)
     got, want = stats.means(), metta_way(same)

@@ -1,9 +1,9 @@
 """Inputs and pure-Python references of the rollout and reporter parts of ``fusedstats bench``.
 
-The shapes follow ``bench/bench_rollout.py`` and ``bench/bench_reporter.py`` (the
-repository's full benchmarks of the same two things): rollout infos with 50 numeric
-leaves (8 per-agent arrays of 24 agents), and an epoch of 32 infos x 1,350 leaves whose
-payload has ~1,500 keys.
+The shapes are those of ``bench/bench_rollout.py`` and ``bench/bench_reporter.py`` (the
+repository's full benchmarks of the same two things), which import their inputs and
+references from here: rollout infos with 50 numeric leaves (8 per-agent arrays of 24
+agents), and an epoch of 32 infos x 1,350 leaves whose payload has ~1,500 keys.
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ def rollout_infos(n: int, seed: int) -> list[dict[str, Any]]:
     return infos
 
 
-def _unroll(d: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+def unroll_nested_dict(d: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     """Metta's (and PufferLib's) ``unroll_nested_dict``: a generator per nesting level."""
     for k, v in d.items():
         if isinstance(v, dict):
-            for k2, v2 in _unroll(v):
+            for k2, v2 in unroll_nested_dict(v):
                 yield f"{k}/{k2}", v2
         else:
             yield k, v
@@ -68,7 +68,7 @@ def metta_rollout_means(raw_infos: list[dict[str, Any]]) -> dict[str, float]:
     torch = sys.modules.get("torch")
     infos: defaultdict[str, list[Any]] = defaultdict(list)
     for info in raw_infos:
-        for k, leaf in _unroll(info):
+        for k, leaf in unroll_nested_dict(info):
             v = leaf
             if torch is not None and torch.is_tensor(v):
                 v = v.detach().cpu().item() if v.numel() == 1 else v.detach().cpu().numpy()
@@ -153,10 +153,16 @@ def plain_accumulate(infos: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 def plain_payload(
-    acc: dict[str, list[Any]], watch: Any, lr: float, epoch: int, step: int
+    acc: dict[str, list[Any]],
+    watch: Any,
+    lr: float,
+    epoch: int,
+    step: int,
+    losses: dict[str, float] = LOSSES,
 ) -> dict[str, float]:
     """The reporter's payload built per key in Python (``np.mean``, prefixes,
-    ``float()``): the reference of the reporter part."""
+    ``float()``): the reference of the reporter part. ``losses``: the loss values by
+    name (``bench/bench_reporter.py`` passes its own, named as a trainer's are)."""
     from fusedstats.reporter import compute_timing_stats
 
     means = {k: float(np.mean(v)) for k, v in acc.items()}
@@ -164,7 +170,7 @@ def plain_payload(
     payload: dict[str, float] = {"metric/agent_step": float(step), "metric/epoch": float(epoch)}
     payload["overview/sps"] = timing.epoch_steps_per_second
     payload["overview/reward"] = float(EXPERIENCE["rewards"])
-    payload.update({f"losses/{k}": float(v) for k, v in LOSSES.items()})
+    payload.update({f"losses/{k}": float(v) for k, v in losses.items()})
     payload.update({f"experience/{k}": float(v) for k, v in EXPERIENCE.items()})
     payload.update({f"env_{k}": v for k, v in means.items() if "/" in k})
     payload["parameters/learning_rate"] = lr
@@ -176,6 +182,13 @@ def plain_payload(
 __all__ = [
     "EXPERIENCE",
     "LOSSES",
+    "N_AGENTS",
+    "N_AGENT_ARRAYS",
+    "N_GRAD",
+    "N_GROUPS",
+    "N_INFOS",
+    "N_LEAVES",
+    "N_TIMERS",
     "epoch_infos",
     "grad_values",
     "metta_rollout_means",
@@ -183,4 +196,5 @@ __all__ = [
     "plain_payload",
     "rollout_infos",
     "stopwatch",
+    "unroll_nested_dict",
 ]
