@@ -371,3 +371,20 @@ def test_files_of_one_second_sort_in_the_order_they_were_opened(tmp_path):
     assert [(e.step, e.value) for e in read(tmp_path).Scalars("a")] == [
         (step, float(step)) for step in range(12)
     ]
+
+
+def test_making_the_sink_does_not_import_tensorboard(tmp_path):
+    # The reporter makes its sinks at the first payload, on the training thread: the
+    # ~0.2 s import of tensorboard's protos belongs to the first write, on the sink thread.
+    code = (
+        "import sys; from fusedstats.sinks import TensorBoardSink; "
+        f"sink = TensorBoardSink({str(tmp_path)!r}); "
+        "before = 'tensorboard' in sys.modules; "
+        "sink.write({'a': 1.0}, step=1, epoch=0); sink.close(); "
+        "print(before, 'tensorboard' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.split() == ["False", "True"]
+    assert [e.value for e in read(tmp_path).Scalars("a")] == [1.0]

@@ -21,6 +21,7 @@ for the same payload in the same run.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import itertools
 import math
 import os
@@ -159,7 +160,11 @@ class TensorBoardSink:
     ) -> None:
         if not flush_secs >= 0:  # NaN too
             raise ValueError(f"flush_secs must be >= 0, got {flush_secs!r}")
-        self._event_pb2, self._summary_pb2, self._record_writer = _tensorboard()
+        # Only looked up here: importing tensorboard's protos takes ~0.18 s, which the
+        # first write pays on the sink thread instead of the training thread.
+        if importlib.util.find_spec("tensorboard") is None:
+            _tensorboard()  # raises the ImportError that says what to install
+        self._modules: tuple[Any, Any, Any] | None = None
         self.log_dir = Path(log_dir)
         self.histograms = bool(histograms)
         self.flush_secs = float(flush_secs)
@@ -171,6 +176,23 @@ class TensorBoardSink:
         self._records: Any = None
         self._last_flush = 0.0
         self._lock = threading.Lock()  # the runner calls one at a time; direct users may not
+
+    @property
+    def _event_pb2(self) -> Any:
+        return self._tensorboard_modules()[0]
+
+    @property
+    def _summary_pb2(self) -> Any:
+        return self._tensorboard_modules()[1]
+
+    @property
+    def _record_writer(self) -> Any:
+        return self._tensorboard_modules()[2]
+
+    def _tensorboard_modules(self) -> tuple[Any, Any, Any]:
+        if self._modules is None:
+            self._modules = _tensorboard()
+        return self._modules
 
     def write(self, payload: Mapping[str, float], *, step: int, epoch: int) -> None:
         floats, dropped = float_payload(payload)
