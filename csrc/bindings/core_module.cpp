@@ -110,16 +110,66 @@ PYBIND11_MODULE(_core, m) {
       "tensor_stats",
       [](const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& numels,
          const std::vector<int32_t>& dtypes, const std::vector<int64_t>& row_lens,
-         double dormant_threshold, uintptr_t out_ptr) {
+         double dormant_threshold, uintptr_t out_ptr, bool extended, uintptr_t hist_ptr) {
         const auto descs = descriptors(ptrs, numels, dtypes, row_lens);
         py::gil_scoped_release release;
-        fs::cpu::tensor_stats(descs.data(), static_cast<int64_t>(descs.size()),
-                              dormant_threshold, reinterpret_cast<double*>(out_ptr));
+        fs::cpu::tensor_stats(descs.data(), static_cast<int64_t>(descs.size()), dormant_threshold,
+                              extended, reinterpret_cast<double*>(out_ptr),
+                              reinterpret_cast<int64_t*>(hist_ptr));
       },
       py::arg("ptrs"), py::arg("numels"), py::arg("dtypes"), py::arg("row_lens"),
-      py::arg("dormant_threshold"), py::arg("out_ptr"),
-      "Statistics of contiguous host buffers into out ((n + 1) x NUM_COLUMNS float64, "
-      "last row global). The caller guarantees valid pointers and sizes.");
+      py::arg("dormant_threshold"), py::arg("out_ptr"), py::arg("extended") = false,
+      py::arg("hist_ptr") = 0,
+      "Statistics of contiguous host buffers into out ((n + 1) x NUM_COLUMNS float64, or "
+      "NUM_EXT_COLUMNS with extended, last row global) and, with extended, the exponent "
+      "histograms into hist ((n + 1) x HIST_BINS int64). The caller guarantees valid "
+      "pointers and sizes.");
+
+  m.def(
+      "tensor_records",
+      [](const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& numels,
+         const std::vector<int32_t>& dtypes, const std::vector<int64_t>& row_lens,
+         double dormant_threshold, bool extended, uintptr_t records_ptr, bool accumulate) {
+        const auto descs = descriptors(ptrs, numels, dtypes, row_lens);
+        py::gil_scoped_release release;
+        fs::cpu::tensor_records(descs.data(), static_cast<int64_t>(descs.size()),
+                                dormant_threshold, extended,
+                                reinterpret_cast<void*>(records_ptr), accumulate);
+      },
+      py::arg("ptrs"), py::arg("numels"), py::arg("dtypes"), py::arg("row_lens"),
+      py::arg("dormant_threshold"), py::arg("extended"), py::arg("records_ptr"),
+      py::arg("accumulate"),
+      "Per-tensor mergeable records (record_bytes(extended) each) of host buffers; with "
+      "accumulate, merged into the records already there.");
+
+  m.def(
+      "finalize_records",
+      [](uintptr_t records_ptr, int64_t n, bool extended, uintptr_t out_ptr, uintptr_t hist_ptr) {
+        py::gil_scoped_release release;
+        fs::cpu::finalize_records(reinterpret_cast<const void*>(records_ptr), n, extended,
+                                  reinterpret_cast<double*>(out_ptr),
+                                  reinterpret_cast<int64_t*>(hist_ptr));
+      },
+      py::arg("records_ptr"), py::arg("n"), py::arg("extended"), py::arg("out_ptr"),
+      py::arg("hist_ptr") = 0,
+      "Rows (and with extended, histograms) of n records; the last row merges them all.");
+
+  m.def(
+      "merge_records",
+      [](uintptr_t src_ptr, int64_t n_sources, int64_t n, bool extended, uintptr_t include_ptr,
+         uintptr_t dst_ptr) {
+        py::gil_scoped_release release;
+        fs::cpu::merge_records(reinterpret_cast<const void*>(src_ptr), n_sources, n, extended,
+                               reinterpret_cast<const uint8_t*>(include_ptr),
+                               reinterpret_cast<void*>(dst_ptr));
+      },
+      py::arg("src_ptr"), py::arg("n_sources"), py::arg("n"), py::arg("extended"),
+      py::arg("include_ptr"), py::arg("dst_ptr"),
+      "dst[t] = records src[s][t] merged over sources in order, where include[s][t] "
+      "(uint8; 0 pointer: all).");
+
+  m.def("record_bytes", &fs::cpu::record_bytes, py::arg("extended"),
+        "Bytes of one tensor's mergeable record.");
 
   m.def(
       "series_reduce",
@@ -234,8 +284,21 @@ PYBIND11_MODULE(_core, m) {
     columns.append(name);
   m.attr("COLUMNS") = py::tuple(columns);
   m.attr("NUM_COLUMNS") = static_cast<int>(fs::kNumColumns);
+  py::list ext_columns;
+  for (const char* name :
+       {"kurtosis", "min_abs_nonzero", "dynamic_range_log2", "underflow_bf16", "overflow_bf16",
+        "underflow_fp16", "overflow_fp16", "underflow_e4m3", "overflow_e4m3", "underflow_e5m2",
+        "overflow_e5m2"})
+    ext_columns.append(name);
+  m.attr("EXTENDED_COLUMNS") = py::tuple(ext_columns);
+  m.attr("NUM_EXT_COLUMNS") = static_cast<int>(fs::kNumExtColumns);
+  m.attr("HIST_BINS") = fs::kHistBins;
+  m.attr("HIST_MIN_EXP") = fs::kHistMinExp;
+  m.attr("HIST_MAX_EXP") = fs::kHistMaxExp;
   m.attr("DTYPE_CODES") = py::dict(py::arg("float32") = static_cast<int>(fs::kFloat32),
                                    py::arg("float64") = static_cast<int>(fs::kFloat64),
                                    py::arg("float16") = static_cast<int>(fs::kFloat16),
-                                   py::arg("bfloat16") = static_cast<int>(fs::kBFloat16));
+                                   py::arg("bfloat16") = static_cast<int>(fs::kBFloat16),
+                                   py::arg("float8_e4m3fn") = static_cast<int>(fs::kFloat8E4M3),
+                                   py::arg("float8_e5m2") = static_cast<int>(fs::kFloat8E5M2));
 }

@@ -17,6 +17,8 @@ namespace cpu {
   namespace ns {                                                                            \
   void chunk_partials(const Chunk* chunks, int64_t n_chunks, double dormant_threshold,      \
                       Partial* out, int num_threads, bool parallel);                        \
+  void chunk_records(const Chunk* chunks, int64_t n_chunks, double dormant_threshold,       \
+                     ExtRecord* out, int num_threads, bool parallel);                       \
   }
 FS_DECLARE_ISA(baseline)
 #if defined(FUSEDSTATS_HAVE_AVX2)
@@ -24,9 +26,29 @@ FS_DECLARE_ISA(avx2)
 #endif
 #undef FS_DECLARE_ISA
 
-// out: (n_tensors + 1) rows of kNumColumns doubles; the last row is the global one.
+// Bytes of one tensor's record: a Partial, or with `extended` an ExtRecord.
+int64_t record_bytes(bool extended);
+
+// Per-tensor records of `tensors` into `records` (n_tensors records). With
+// `accumulate` each is merged into what `records[t]` already holds (statistics of a
+// module's outputs over several calls); otherwise overwritten.
+void tensor_records(const TensorDesc* tensors, int64_t n_tensors, double dormant_threshold,
+                    bool extended, void* records, bool accumulate);
+
+// Rows of n records (n + 1 rows of kNumColumns, or kNumExtColumns with `extended`,
+// doubles; the last row merges all records in index order). hist: with `extended`,
+// (n + 1) x kHistBins int64 counts; ignored otherwise.
+void finalize_records(const void* records, int64_t n, bool extended, double* rows, int64_t* hist);
+
+// dst[t] = merge over sources s = 0..n_sources-1, in that order, of src[s][t], skipping
+// those with include[s * n + t] == 0 (include may be null: all). src holds n_sources
+// blocks of n records (e.g. the records of every rank, gathered).
+void merge_records(const void* src, int64_t n_sources, int64_t n, bool extended,
+                   const uint8_t* include, void* dst);
+
+// tensor_records + finalize_records.
 void tensor_stats(const TensorDesc* tensors, int64_t n_tensors, double dormant_threshold,
-                  double* out);
+                  bool extended, double* rows, int64_t* hist);
 
 void set_num_threads(int n);  // n >= 1
 int get_num_threads();

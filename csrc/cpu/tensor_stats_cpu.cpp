@@ -18,6 +18,7 @@ namespace {
 std::atomic<int> g_num_threads{0};  // 0: not set, use omp_get_max_threads()
 
 using ChunkLoop = void (*)(const Chunk*, int64_t, double, Partial*, int, bool);
+using RecordLoop = void (*)(const Chunk*, int64_t, double, ExtRecord*, int, bool);
 
 bool cpu_has_avx2() {
 #if defined(FUSEDSTATS_HAVE_AVX2) && (defined(__GNUC__) || defined(__clang__))
@@ -31,15 +32,16 @@ bool cpu_has_avx2() {
 
 struct SimdChoice {
   std::string name;
-  ChunkLoop loop;
+  ChunkLoop partials;
+  RecordLoop records;
 };
 
 std::vector<SimdChoice> available() {
   std::vector<SimdChoice> out;
 #if defined(FUSEDSTATS_HAVE_AVX2)
-  if (cpu_has_avx2()) out.push_back({"avx2", &avx2::chunk_partials});
+  if (cpu_has_avx2()) out.push_back({"avx2", &avx2::chunk_partials, &avx2::chunk_records});
 #endif
-  out.push_back({"baseline", &baseline::chunk_partials});
+  out.push_back({"baseline", &baseline::chunk_partials, &baseline::chunk_records});
   return out;
 }
 
@@ -47,6 +49,8 @@ SimdChoice& current() {
   static SimdChoice choice = available().front();
   return choice;
 }
+
+const SimdChoice& current_loop() { return current(); }
 
 }  // namespace
 
@@ -87,26 +91,123 @@ bool set_simd_level(const std::string& name) {
   return false;
 }
 
-void tensor_stats(const TensorDesc* tensors, int64_t n_tensors, double dormant_threshold,
-                  double* out) {
+int64_t record_bytes(bool extended) {
+  return static_cast<int64_t>(extended ? sizeof(ExtRecord) : sizeof(Partial));
+}
+
+namespace {
+
+template <class R>
+struct Records;
+template <>
+struct Records<Partial> {
+  static void empty(Partial& r) { r = partial_empty(); }
+  static void merge(Partial& a, const Partial& b) { partial_merge(a, b); }
+  static void chunks(const Chunk* c, int64_t n, double thr, Partial* out, int threads, bool par) {
+    current_loop().partials(c, n, thr, out, threads, par);
+  }
+};
+template <>
+struct Records<ExtRecord> {
+  static void empty(ExtRecord& r) { record_empty(r); }
+  static void merge(ExtRecord& a, const ExtRecord& b) { record_merge(a, b); }
+  static void chunks(const Chunk* c, int64_t n, double thr, ExtRecord* out, int threads, bool par) {
+    current_loop().records(c, n, thr, out, threads, par);
+  }
+};
+
+template <class R>
+void records_of(const TensorDesc* tensors, int64_t n_tensors, double dormant_threshold, R* out,
+                bool accumulate) {
   const Plan plan = make_plan(tensors, n_tensors, kChunkElems);
   const int64_t n_chunks = static_cast<int64_t>(plan.chunks.size());
-  std::vector<Partial> partials(static_cast<size_t>(n_chunks));
+  std::vector<R> chunk_records(static_cast<size_t>(n_chunks));
   int64_t total = 0;
   for (int64_t t = 0; t < n_tensors; ++t) total += tensors[t].numel;
   const int threads = get_num_threads();
-  current().loop(plan.chunks.data(), n_chunks, dormant_threshold, partials.data(), threads,
-                 threads > 1 && total >= kParallelMinElems);
-
-  Partial global = partial_empty();
+  Records<R>::chunks(plan.chunks.data(), n_chunks, dormant_threshold, chunk_records.data(),
+                     threads, threads > 1 && total >= kParallelMinElems);
   for (int64_t t = 0; t < n_tensors; ++t) {
-    Partial acc = partial_empty();
+    R acc;
+    Records<R>::empty(acc);
     for (int64_t c = plan.first_chunk[t]; c < plan.first_chunk[t + 1]; ++c)
-      partial_merge(acc, partials[static_cast<size_t>(c)]);
-    partial_finalize(acc, out + t * kNumColumns);
-    partial_merge(global, acc);
+      Records<R>::merge(acc, chunk_records[static_cast<size_t>(c)]);
+    if (accumulate) {
+      Records<R>::merge(out[t], acc);
+    } else {
+      out[t] = acc;
+    }
   }
-  partial_finalize(global, out + n_tensors * kNumColumns);
+}
+
+void finalize_one(const Partial& r, double* row, int64_t*) { partial_finalize(r, row); }
+void finalize_one(const ExtRecord& r, double* row, int64_t* hist) {
+  partial_finalize(r.base, row);
+  ext_finalize(r.base, r.ext, r.hist, row);
+  for (int b = 0; b < kHistBins; ++b) hist[b] = r.hist[b];
+}
+
+template <class R>
+void finalize_of(const R* records, int64_t n, int64_t width, double* rows, int64_t* hist) {
+  R global;
+  Records<R>::empty(global);
+  for (int64_t t = 0; t <= n; ++t) {
+    const R& r = t < n ? records[t] : global;
+    finalize_one(r, rows + t * width, hist ? hist + t * kHistBins : nullptr);
+    if (t < n) Records<R>::merge(global, r);
+  }
+}
+
+template <class R>
+void merge_of(const R* src, int64_t n_sources, int64_t n, const uint8_t* include, R* dst) {
+  for (int64_t t = 0; t < n; ++t) {
+    R acc;
+    Records<R>::empty(acc);
+    for (int64_t s = 0; s < n_sources; ++s)
+      if (include == nullptr || include[s * n + t]) Records<R>::merge(acc, src[s * n + t]);
+    dst[t] = acc;
+  }
+}
+
+}  // namespace
+
+void tensor_records(const TensorDesc* tensors, int64_t n_tensors, double dormant_threshold,
+                    bool extended, void* records, bool accumulate) {
+  if (extended) {
+    records_of(tensors, n_tensors, dormant_threshold, static_cast<ExtRecord*>(records), accumulate);
+  } else {
+    records_of(tensors, n_tensors, dormant_threshold, static_cast<Partial*>(records), accumulate);
+  }
+}
+
+void finalize_records(const void* records, int64_t n, bool extended, double* rows, int64_t* hist) {
+  if (extended) {
+    finalize_of(static_cast<const ExtRecord*>(records), n, kNumExtColumns, rows, hist);
+  } else {
+    finalize_of(static_cast<const Partial*>(records), n, kNumColumns, rows, nullptr);
+  }
+}
+
+void merge_records(const void* src, int64_t n_sources, int64_t n, bool extended,
+                   const uint8_t* include, void* dst) {
+  if (extended) {
+    merge_of(static_cast<const ExtRecord*>(src), n_sources, n, include, static_cast<ExtRecord*>(dst));
+  } else {
+    merge_of(static_cast<const Partial*>(src), n_sources, n, include, static_cast<Partial*>(dst));
+  }
+}
+
+void tensor_stats(const TensorDesc* tensors, int64_t n_tensors, double dormant_threshold,
+                  bool extended, double* rows, int64_t* hist) {
+  if (extended) {
+    std::vector<ExtRecord> records(static_cast<size_t>(n_tensors));
+    records_of(tensors, n_tensors, dormant_threshold, records.data(), false);
+    finalize_of(records.data(), n_tensors, kNumExtColumns, rows, hist);
+  } else {
+    std::vector<Partial> records(static_cast<size_t>(n_tensors));
+    records_of(tensors, n_tensors, dormant_threshold, records.data(), false);
+    finalize_of(records.data(), n_tensors, kNumColumns, rows, nullptr);
+  }
 }
 
 }  // namespace cpu

@@ -10,10 +10,12 @@
 // (Σd); vfmadd231pd x2 (Σd²); vandpd + vaddpd x2 (l1). No scalar code in the loop.
 // Without `omp simd reduction` GCC left the min/max and the double sums scalar
 // (vminsd, vaddsd). Measured in cache on this 2-core AMD EPYC (Zen 3): 14 GB/s of
-// float32 per core. float16 (F16C vcvtph2ps) and bfloat16 (vpmovzxwd + vpslld) are
-// widened to a float tile first; through the generic load they ran at 0.14 and
-// 2.2 GB/s instead of ~5-6. The baseline copy has the same loops in SSE2 registers.
+// float32 per core. float16 (F16C vcvtph2ps), bfloat16 (vpmovzxwd + vpslld) and the
+// float8 formats are widened to a float tile first; through the generic load float16
+// and bfloat16 ran at 0.14 and 2.2 GB/s instead of ~5-6. The baseline copy has the
+// same loops in SSE2 registers.
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__F16C__) || defined(__SSE2__)
 #include <immintrin.h>
@@ -33,16 +35,18 @@ namespace FS_ISA {
 
 constexpr int64_t kTile = kTileElems;
 
-// 16-bit inputs are widened to a float tile first (exact): the stats loop then runs
-// the float32 code, which vectorizes fully. Measured on this machine, reading bf16
-// through the generic load ran at half the element rate of float32.
-static void bf16_to_floats(const uint16_t* src, int64_t n, float* dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = load_bf16(src[i]);  // vpmovzxwd + vpslld
+// Inputs narrower than float32 are widened to a float tile first (exact): the stats
+// loop then runs the float32 code, which vectorizes fully. Measured on this machine,
+// reading bf16 through the generic load ran at half the element rate of float32.
+template <int32_t D>
+static void widen_to_floats(const typename Elem<D>::T* src, int64_t n, float* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = Elem<D>::load(src[i]);  // bf16: vpmovzxwd + vpslld
 }
 
 // With F16C: one vcvtph2ps per 8 halves, which the compiler does not emit from the
 // portable bit-twiddling load.
-static void halves_to_floats(const uint16_t* src, int64_t n, float* dst) {
+template <>
+void widen_to_floats<kFloat16>(const uint16_t* src, int64_t n, float* dst) {
   int64_t i = 0;
 #if defined(__F16C__)
   for (; i + 8 <= n; i += 8) {
@@ -53,54 +57,84 @@ static void halves_to_floats(const uint16_t* src, int64_t n, float* dst) {
   for (; i < n; ++i) dst[i] = load_f16(src[i]);
 }
 
-template <int32_t D>
-static void span_stats(const typename Elem<D>::T* p, int64_t len, Partial& acc) {
+// Accumulator of one span: the base state, and for the extended pass its extras.
+template <bool kExt>
+struct Acc;
+template <>
+struct Acc<false> {
+  Partial p = partial_empty();
+  void add_tile(const Partial& t, const ExtPartial*) { partial_merge(p, t); }
+  void add(const Acc& o) { partial_merge(p, o.p); }
+  ExtPartial* ext() { return nullptr; }
+  int64_t* hist() { return nullptr; }
+};
+template <>
+struct Acc<true> {
+  ExtRecord r;
+  Partial& p = r.base;
+  Acc() { record_empty(r); }
+  Acc(const Acc& o) : r(o.r), p(r.base) {}
+  Acc& operator=(const Acc& o) {
+    r = o.r;
+    return *this;
+  }
+  void add_tile(const Partial& t, const ExtPartial* te) { ext_merge(r.base, r.ext, t, *te); }
+  void add(const Acc& o) { record_merge(r, o.r); }
+  ExtPartial* ext() { return &r.ext; }
+  int64_t* hist() { return r.hist; }
+};
+
+template <int32_t D, bool kExt>
+static void span_stats(const typename Elem<D>::T* p, int64_t len, Acc<kExt>& acc) {
+  constexpr bool kWiden = !std::is_same<typename Elem<D>::T, typename Elem<D>::N>::value;
   for (int64_t off = 0; off < len; off += kTile) {
     const int64_t n = len - off < kTile ? len - off : kTile;
     Partial tile;
-    if constexpr (D == kFloat16 || D == kBFloat16) {
+    ExtPartial tile_ext;
+    if constexpr (kWiden) {
       alignas(64) float widened[kTile];
-      if constexpr (D == kFloat16) {
-        halves_to_floats(p + off, n, widened);
-      } else {
-        bf16_to_floats(p + off, n, widened);
-      }
-      tile_stats<kFloat32>(widened, n, shift_for(acc), tile);
+      widen_to_floats<D>(p + off, n, widened);
+      tile_stats<kFloat32, kExt>(widened, n, shift_for(acc.p), tile, &tile_ext, acc.hist());
     } else {
-      tile_stats<D>(p + off, n, shift_for(acc), tile);
+      tile_stats<D, kExt>(p + off, n, shift_for(acc.p), tile, &tile_ext, acc.hist());
     }
-    partial_merge(acc, tile);
+    acc.add_tile(tile, &tile_ext);
   }
 }
 
-template <int32_t D>
-static Partial chunk_stats(const Chunk& c, double dormant_threshold) {
+template <int32_t D, bool kExt>
+static Acc<kExt> chunk_stats(const Chunk& c, double dormant_threshold) {
   const auto* p = static_cast<const typename Elem<D>::T*>(c.data) + c.start;
-  Partial acc = partial_empty();
+  Acc<kExt> acc;
   if (c.row_len <= 0) {
-    span_stats<D>(p, c.len, acc);
+    span_stats<D, kExt>(p, c.len, acc);
     return acc;
   }
   const double row_len = static_cast<double>(c.row_len);
   for (int64_t r = 0; r < c.len; r += c.row_len) {
-    Partial row = partial_empty();
-    span_stats<D>(p + r, c.row_len, row);
-    if (row.l1 / row_len < dormant_threshold) row.n_dormant = 1;
-    partial_merge(acc, row);
+    Acc<kExt> row;
+    span_stats<D, kExt>(p + r, c.row_len, row);
+    if (row.p.l1 / row_len < dormant_threshold) row.p.n_dormant = 1;
+    acc.add(row);
   }
   return acc;
 }
 
-static Partial one_chunk(const Chunk& c, double dormant_threshold) {
+template <bool kExt>
+static Acc<kExt> one_chunk(const Chunk& c, double dormant_threshold) {
   switch (c.dtype) {
     case kFloat32:
-      return chunk_stats<kFloat32>(c, dormant_threshold);
+      return chunk_stats<kFloat32, kExt>(c, dormant_threshold);
     case kFloat64:
-      return chunk_stats<kFloat64>(c, dormant_threshold);
+      return chunk_stats<kFloat64, kExt>(c, dormant_threshold);
     case kFloat16:
-      return chunk_stats<kFloat16>(c, dormant_threshold);
+      return chunk_stats<kFloat16, kExt>(c, dormant_threshold);
+    case kBFloat16:
+      return chunk_stats<kBFloat16, kExt>(c, dormant_threshold);
+    case kFloat8E4M3:
+      return chunk_stats<kFloat8E4M3, kExt>(c, dormant_threshold);
     default:
-      return chunk_stats<kBFloat16>(c, dormant_threshold);
+      return chunk_stats<kFloat8E5M2, kExt>(c, dormant_threshold);
   }
 }
 
@@ -129,16 +163,33 @@ class ExactDenormals {
   unsigned saved_ = 0;
 };
 
-void chunk_partials(const Chunk* chunks, int64_t n_chunks, double dormant_threshold,
-                    Partial* out, int num_threads, bool parallel) {
+template <bool kExt, class Out>
+static void run_chunks(const Chunk* chunks, int64_t n_chunks, double dormant_threshold, Out* out,
+                       int num_threads, bool parallel) {
 #pragma omp parallel num_threads(num_threads) if (parallel)
   {
     const ExactDenormals exact;
     // Each chunk writes its own slot, so the schedule cannot change the result;
     // dynamic because the last chunk of each tensor is short.
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t i = 0; i < n_chunks; ++i) out[i] = one_chunk(chunks[i], dormant_threshold);
+    for (int64_t i = 0; i < n_chunks; ++i) {
+      if constexpr (kExt) {
+        out[i] = one_chunk<true>(chunks[i], dormant_threshold).r;
+      } else {
+        out[i] = one_chunk<false>(chunks[i], dormant_threshold).p;
+      }
+    }
   }
+}
+
+void chunk_partials(const Chunk* chunks, int64_t n_chunks, double dormant_threshold,
+                    Partial* out, int num_threads, bool parallel) {
+  run_chunks<false>(chunks, n_chunks, dormant_threshold, out, num_threads, parallel);
+}
+
+void chunk_records(const Chunk* chunks, int64_t n_chunks, double dormant_threshold,
+                   ExtRecord* out, int num_threads, bool parallel) {
+  run_chunks<true>(chunks, n_chunks, dormant_threshold, out, num_threads, parallel);
 }
 
 }  // namespace FS_ISA

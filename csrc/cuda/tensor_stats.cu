@@ -77,7 +77,7 @@ __device__ __forceinline__ void block_merge(Partial& p) {
 template <int32_t D>
 __device__ __forceinline__ void add_scalar(const typename Elem<D>::T* p, int64_t i, Partial& acc) {
   Partial t;
-  tile_stats<D>(p + i, 1, shift_for(acc), t);
+  tile_stats<D, false>(p + i, 1, shift_for(acc), t, nullptr, nullptr);
   partial_merge(acc, t);
 }
 
@@ -109,7 +109,7 @@ __device__ void span_stats(const typename Elem<D>::T* p, int64_t len, Partial& a
         T vals[kVec];
         memcpy(vals, &raw[u], sizeof raw[u]);
         Partial t;
-        tile_stats<D>(vals, kVec, shift_for(acc), t);
+        tile_stats<D, false>(vals, kVec, shift_for(acc), t, nullptr, nullptr);
         partial_merge(acc, t);
       }
     }

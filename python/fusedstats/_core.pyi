@@ -5,6 +5,11 @@ from typing_extensions import Buffer
 
 COLUMNS: tuple[str, ...]
 NUM_COLUMNS: int
+EXTENDED_COLUMNS: tuple[str, ...]
+NUM_EXT_COLUMNS: int
+HIST_BINS: int
+HIST_MIN_EXP: int
+HIST_MAX_EXP: int
 DTYPE_CODES: dict[str, int]
 
 def tensor_stats(
@@ -14,7 +19,26 @@ def tensor_stats(
     row_lens: Sequence[int],
     dormant_threshold: float,
     out_ptr: int,
+    extended: bool = False,
+    hist_ptr: int = 0,
 ) -> None: ...
+def tensor_records(
+    ptrs: Sequence[int],
+    numels: Sequence[int],
+    dtypes: Sequence[int],
+    row_lens: Sequence[int],
+    dormant_threshold: float,
+    extended: bool,
+    records_ptr: int,
+    accumulate: bool,
+) -> None: ...
+def finalize_records(
+    records_ptr: int, n: int, extended: bool, out_ptr: int, hist_ptr: int = 0
+) -> None: ...
+def merge_records(
+    src_ptr: int, n_sources: int, n: int, extended: bool, include_ptr: int, dst_ptr: int
+) -> None: ...
+def record_bytes(extended: bool) -> int: ...
 def series_reduce(
     series: Sequence[Sequence[float]], ops: Buffer, ema_coeffs: Buffer
 ) -> list[float]: ...

@@ -3,7 +3,8 @@
 // Everything here is a free function with internal linkage (FS_FN): the CPU kernel
 // is compiled once per instruction set (baseline and AVX2) and the linker must never
 // pick the AVX2 copy of an inline helper for the baseline path, which `static`
-// guarantees. No member functions, no std:: containers: this compiles under nvcc.
+// guarantees. No member functions, no std:: containers: this compiles under nvcc and
+// in the host emulation of the CUDA kernels (csrc/emu/).
 #pragma once
 
 #include <cmath>
@@ -25,8 +26,8 @@
 #else
 #define FS_SIMD_REDUCE(clauses)
 #endif
-// Explicit FMA where the target has it (AVX2+FMA copy, CUDA); a*b+c elsewhere, so the
-// baseline copy never calls libm's software fma.
+// Explicit FMA where the target has it (AVX2+FMA copy, CUDA, the emulation built with
+// -mfma); a*b+c elsewhere, so the baseline copy never calls libm's software fma.
 #if defined(__CUDACC__) || defined(__FMA__)
 #define FS_FMA(a, b, c) fma((a), (b), (c))
 #else
@@ -35,11 +36,21 @@
 
 namespace fusedstats {
 
-// Codes Python passes for the element type of a tensor.
-enum DType : int32_t { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+// Codes Python passes for the element type of a tensor (fusedstats.kernels.DTYPE_CODES;
+// tests check the two agree).
+enum DType : int32_t {
+  kFloat32 = 0,
+  kFloat64 = 1,
+  kFloat16 = 2,
+  kBFloat16 = 3,
+  kFloat8E4M3 = 4,  // float8_e4m3fn: no infinities, S.1111.111 is NaN, max 448
+  kFloat8E5M2 = 5,  // float8_e5m2: IEEE-like (inf, NaN), max 57344
+  kNumDTypes
+};
 
 // Columns of one row of the output buffer, in this order. Python mirrors it as
-// fusedstats.kernels.COLUMNS; tests check the two agree.
+// fusedstats.kernels.COLUMNS; tests check the two agree. The extended columns follow
+// the base ones when `extended` is asked for (fusedstats.kernels.EXTENDED_COLUMNS).
 enum Column : int32_t {
   kNumel = 0,
   kNNan,
@@ -57,8 +68,44 @@ enum Column : int32_t {
   kL1,
   kNorm,
   kNDormantRows,
-  kNumColumns
+  kNumColumns,
+  // extended (opt-in)
+  kKurtosis = kNumColumns,
+  kMinAbsNonzero,
+  kDynamicRangeLog2,
+  kUnderflowBf16,
+  kOverflowBf16,
+  kUnderflowFp16,
+  kOverflowFp16,
+  kUnderflowE4m3,
+  kOverflowE4m3,
+  kUnderflowE5m2,
+  kOverflowE5m2,
+  kNumExtColumns
 };
+
+// Low-precision formats whose range health the extended pass reports, in column order.
+constexpr int kNumFormats = 4;  // bf16, fp16, e4m3 (float8_e4m3fn), e5m2 (float8_e5m2)
+// log2 of each format's smallest positive normal number, and its largest finite value.
+// Underflow (nonzero, |x| < 2^emin) is read from the exponent histogram; overflow
+// (|x| > max) is counted, since the maxima are not powers of two.
+FS_FN int format_min_normal_log2(int f) {
+  return f == 0 ? -126 : (f == 1 ? -14 : (f == 2 ? -6 : -14));
+}
+FS_FN double format_max_finite(int f) {
+  return f == 0 ? 3.3895313892515355e38 : (f == 1 ? 65504.0 : (f == 2 ? 448.0 : 57344.0));
+}
+
+// Exponent histogram of finite elements, per tensor: bin 0 counts zeros; bin 1 nonzero
+// |x| < 2^-149 (below float32's smallest subnormal: only float64 data gets there); bin
+// kHistBinOffset + e counts ⌊log2|x|⌋ = e for e in [-149, 127] (the whole float32
+// range, subnormals included); the last bin |x| >= 2^128 (float64 only).
+constexpr int kHistMinExp = -149;
+constexpr int kHistMaxExp = 127;
+constexpr int kHistBinOffset = 2 - kHistMinExp;                    // bin of exponent e
+constexpr int kHistBins = kHistBinOffset + kHistMaxExp + 2;        // 280
+constexpr int kHistBinBelow = 1;
+constexpr int kHistBinAbove = kHistBins - 1;
 
 // Mergeable state of any set of elements. Moments are (n, mean, M2) merged with
 // Chan's formula; sum, l1 and sum of squares are kept as plain sums, because the
@@ -69,6 +116,10 @@ enum Column : int32_t {
 // data at 1e6 ± 1e-3 absolute means carry an ulp of 1e-10, about 1e-6 of the
 // difference between two tile means, which showed up as a 3e-9 relative error in var.
 // Relative to a shared shift, both means are small and the difference is exact.
+//
+// The struct is also the wire format of per-tensor partial results (DTensor shards
+// exchanged between ranks, activation statistics accumulated over calls): plain
+// 8-byte words, the same layout on host and device.
 struct Partial {
   int64_t numel;
   int64_t n_nan;
@@ -86,10 +137,34 @@ struct Partial {
   double max;
 };
 
+// What the extended pass adds (opt-in): third and fourth central moment sums about
+// the mean (merged with Pébay's formulas), the smallest nonzero |x|, and per format
+// the count of |x| above its largest finite value.
+struct ExtPartial {
+  double m3;
+  double m4;
+  double min_abs;  // +inf when no finite nonzero element
+  int64_t n_over[kNumFormats];
+};
+
+// A whole extended record: what one tensor's extended statistics are made of.
+struct ExtRecord {
+  Partial base;
+  ExtPartial ext;
+  int64_t hist[kHistBins];
+};
+
+static_assert(sizeof(Partial) == 14 * 8, "Partial must be 8-byte words");
+static_assert(sizeof(ExtPartial) == 7 * 8, "ExtPartial must be 8-byte words");
+
 constexpr double kMaxFinite = 1.7976931348623157e308;
+// Above this magnitude x - shift can overflow (|x - shift| <= 2|x|): such data is
+// taken in half units (exact: scaling by 0.5 loses nothing at these magnitudes).
+constexpr double kHalfScaleAbove = 8.98846567431158e307;  // 2^1023
 
 FS_FN double fs_inf() { return HUGE_VAL; }
 FS_FN double fs_nan() { return NAN; }
+FS_FN bool fs_finite(double x) { return x - x == 0.0; }  // false for NaN and ±inf
 
 FS_FN Partial partial_empty() {
   Partial p;
@@ -100,43 +175,130 @@ FS_FN Partial partial_empty() {
   return p;
 }
 
-// a <- a ∪ b. Chan et al.: delta = mean_b - mean_a, M2 = M2_a + M2_b + delta² n_a n_b / n.
-// Merge order is fixed by the callers, so the result is bit-identical run to run.
-FS_FN void partial_merge(Partial& a, const Partial& b) {
-  a.numel += b.numel;
-  a.n_nan += b.n_nan;
-  a.n_inf += b.n_inf;
-  a.n_zero += b.n_zero;
-  a.n_dormant += b.n_dormant;
-  if (b.n_finite == 0) return;
-  if (a.n_finite == 0) {
-    a.n_finite = b.n_finite;
-    a.sum = b.sum;
-    a.l1 = b.l1;
-    a.sumsq = b.sumsq;
-    a.shift = b.shift;
-    a.mean = b.mean;
-    a.m2 = b.m2;
-    a.min = b.min;
-    a.max = b.max;
-    return;
-  }
-  const int64_t n = a.n_finite + b.n_finite;
-  // Same shift (tiles of one chunk): exact. Different shifts: b is rebased onto a's;
-  // shifts of one tensor are near each other, so (b.shift - a.shift) is exact too.
-  const double delta = a.shift == b.shift ? b.mean - a.mean : (b.shift - a.shift) + b.mean - a.mean;
-  const double frac_b = static_cast<double>(b.n_finite) / static_cast<double>(n);
-  a.mean += delta * frac_b;
-  a.m2 += b.m2 + delta * delta * static_cast<double>(a.n_finite) * frac_b;
+FS_FN ExtPartial ext_empty() {
+  ExtPartial e;
+  e.m3 = e.m4 = 0.0;
+  e.min_abs = fs_inf();
+  for (int f = 0; f < kNumFormats; ++f) e.n_over[f] = 0;
+  return e;
+}
+
+// mean_b - mean_a for two non-empty partials, each mean relative to its own shift.
+// Same shift (tiles of one chunk): exact. Different shifts: b is rebased onto a's;
+// shifts of one tensor are near each other, so (b.shift - a.shift) is exact too. With
+// shifts near ±1.8e308 the difference can overflow: then it is taken in half units,
+// which is what keeps the mean of [1e308, -1e308] at 0 instead of inf or NaN.
+FS_FN double shifted_delta(const Partial& a, const Partial& b, bool& halved) {
+  halved = false;
+  if (a.shift == b.shift) return b.mean - a.mean;
+  const double d = (b.shift - a.shift) + b.mean - a.mean;
+  if (fs_finite(d)) return d;
+  halved = true;
+  return (b.shift * 0.5 - a.shift * 0.5) + (b.mean * 0.5 - a.mean * 0.5);
+}
+
+// a <- a ∪ b for the counts, sums and extremes (everything but the moments).
+FS_FN void merge_plain(Partial& a, const Partial& b) {
   a.sum += b.sum;
   a.l1 += b.l1;
   a.sumsq += b.sumsq;
   a.min = b.min < a.min ? b.min : a.min;
   a.max = b.max > a.max ? b.max : a.max;
+}
+
+FS_FN void merge_counts(Partial& a, const Partial& b) {
+  a.numel += b.numel;
+  a.n_nan += b.n_nan;
+  a.n_inf += b.n_inf;
+  a.n_zero += b.n_zero;
+  a.n_dormant += b.n_dormant;
+}
+
+FS_FN void copy_finite_part(Partial& a, const Partial& b) {
+  a.n_finite = b.n_finite;
+  a.sum = b.sum;
+  a.l1 = b.l1;
+  a.sumsq = b.sumsq;
+  a.shift = b.shift;
+  a.mean = b.mean;
+  a.m2 = b.m2;
+  a.min = b.min;
+  a.max = b.max;
+}
+
+// a <- a ∪ b. Chan et al.: delta = mean_b - mean_a, M2 = M2_a + M2_b + delta² n_a n_b / n.
+// Merge order is fixed by the callers, so the result is bit-identical run to run.
+FS_FN void partial_merge(Partial& a, const Partial& b) {
+  merge_counts(a, b);
+  if (b.n_finite == 0) return;
+  if (a.n_finite == 0) {
+    copy_finite_part(a, b);
+    return;
+  }
+  const int64_t n = a.n_finite + b.n_finite;
+  bool halved;
+  const double delta = shifted_delta(a, b, halved);
+  const double frac_b = static_cast<double>(b.n_finite) / static_cast<double>(n);
+  if (!halved) {
+    a.mean += delta * frac_b;
+    a.m2 += b.m2 + delta * delta * static_cast<double>(a.n_finite) * frac_b;
+  } else {
+    a.mean += 2.0 * (delta * frac_b);
+    a.m2 += b.m2 + 4.0 * (delta * delta * static_cast<double>(a.n_finite) * frac_b);
+  }
+  merge_plain(a, b);
   a.n_finite = n;
 }
 
-// ---- element loads: every supported dtype widened to double -------------------
+// The same union with the extended state (Pébay, "Formulas for robust, one-pass
+// parallel computation of covariances and arbitrary-order statistical moments", 2008):
+//   M3 = M3a + M3b + δ³ na nb (na - nb)/n² + 3δ (na M2b - nb M2a)/n
+//   M4 = M4a + M4b + δ⁴ na nb (na² - na nb + nb²)/n³ + 6δ² (na² M2b + nb² M2a)/n²
+//        + 4δ (na M3b - nb M3a)/n
+// written with fa = na/n, fb = nb/n so that no term is formed from huge products.
+FS_FN void ext_merge(Partial& a, ExtPartial& ae, const Partial& b, const ExtPartial& be) {
+  for (int f = 0; f < kNumFormats; ++f) ae.n_over[f] += be.n_over[f];
+  ae.min_abs = be.min_abs < ae.min_abs ? be.min_abs : ae.min_abs;
+  if (b.n_finite == 0) {
+    partial_merge(a, b);
+    return;
+  }
+  if (a.n_finite == 0) {
+    ae.m3 = be.m3;
+    ae.m4 = be.m4;
+    partial_merge(a, b);
+    return;
+  }
+  bool halved;
+  double delta = shifted_delta(a, b, halved);
+  if (halved) delta *= 2.0;  // may be ±inf: the moments then overflow, as they must
+  const double na = static_cast<double>(a.n_finite);
+  const double nb = static_cast<double>(b.n_finite);
+  const double n = na + nb;
+  const double fa = na / n, fb = nb / n;
+  const double d2 = delta * delta;
+  const double m3 = ae.m3 + be.m3 + d2 * delta * na * fb * (fa - fb) +
+                    3.0 * delta * (fa * b.m2 - fb * a.m2);
+  const double m4 = ae.m4 + be.m4 + d2 * d2 * na * fb * (fa * fa - fa * fb + fb * fb) +
+                    6.0 * d2 * (fa * fa * b.m2 + fb * fb * a.m2) +
+                    4.0 * delta * (fa * be.m3 - fb * ae.m3);
+  ae.m3 = m3;
+  ae.m4 = m4;
+  partial_merge(a, b);
+}
+
+FS_FN void record_merge(ExtRecord& a, const ExtRecord& b) {
+  ext_merge(a.base, a.ext, b.base, b.ext);
+  for (int i = 0; i < kHistBins; ++i) a.hist[i] += b.hist[i];
+}
+
+FS_FN void record_empty(ExtRecord& r) {
+  r.base = partial_empty();
+  r.ext = ext_empty();
+  for (int i = 0; i < kHistBins; ++i) r.hist[i] = 0;
+}
+
+// ---- element loads: every supported dtype widened to float or double ------------
 
 FS_FN float fs_bits_to_float(uint32_t bits) {
 #if defined(__CUDA_ARCH__)
@@ -145,6 +307,26 @@ FS_FN float fs_bits_to_float(uint32_t bits) {
   float f;
   __builtin_memcpy(&f, &bits, sizeof f);
   return f;
+#endif
+}
+
+FS_FN uint32_t fs_float_to_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t bits;
+  __builtin_memcpy(&bits, &f, sizeof bits);
+  return bits;
+#endif
+}
+
+FS_FN uint64_t fs_double_to_bits(double d) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<uint64_t>(__double_as_longlong(d));
+#else
+  uint64_t bits;
+  __builtin_memcpy(&bits, &d, sizeof bits);
+  return bits;
 #endif
 }
 
@@ -162,19 +344,29 @@ FS_FN float load_f16(uint16_t h) {
   const uint32_t normal = (em << 13) + (static_cast<uint32_t>(127 - 15) << 23);
   const uint32_t special = 0x7f800000u | (em << 13);
   const float subnormal = static_cast<float>(static_cast<int32_t>(em)) * 5.9604644775390625e-8f;
-  uint32_t sub_bits;
-#if defined(__CUDA_ARCH__)
-  sub_bits = __float_as_uint(subnormal);
-#else
-  __builtin_memcpy(&sub_bits, &subnormal, sizeof sub_bits);
-#endif
+  const uint32_t sub_bits = fs_float_to_bits(subnormal);
   const uint32_t bits = em >= 0x7c00u ? special : (em >= 0x0400u ? normal : sub_bits);
   return fs_bits_to_float(bits | sign);
 }
 
+// float8_e4m3fn -> float, exact: 4 exponent bits (bias 7), 3 mantissa bits, no
+// infinities, S.1111.111 is NaN. Subnormals are mantissa * 2^-9, built from an integer
+// as for halves.
+FS_FN float load_e4m3(uint8_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x80u) << 24;
+  const uint32_t em = static_cast<uint32_t>(h & 0x7fu);
+  const uint32_t normal = (em << 20) + (static_cast<uint32_t>(127 - 7) << 23);
+  const float subnormal = static_cast<float>(static_cast<int32_t>(em)) * 0.001953125f;
+  const uint32_t bits = em == 0x7fu ? 0x7fc00000u : (em >= 0x08u ? normal : fs_float_to_bits(subnormal));
+  return fs_bits_to_float(bits | sign);
+}
+
+// float8_e5m2 -> float, exact: the upper byte of an IEEE half.
+FS_FN float load_e5m2(uint8_t h) { return load_f16(static_cast<uint16_t>(static_cast<uint16_t>(h) << 8)); }
+
 // Elem<D>::T is the stored type; N the narrowest type that holds every value exactly
-// (float for all 16/32-bit inputs). Comparisons (min, max, zero) run in N — for
-// float32 that is 8 lanes per AVX2 op instead of 4 — and sums in double.
+// (float for all inputs of 32 bits or fewer). Comparisons (min, max, zero) run in N —
+// for float32 that is 8 lanes per AVX2 op instead of 4 — and sums in double.
 template <int32_t D>
 struct Elem;
 template <>
@@ -201,17 +393,115 @@ struct Elem<kBFloat16> {
   using N = float;
   FS_FN N load(T v) { return load_bf16(v); }
 };
+template <>
+struct Elem<kFloat8E4M3> {
+  using T = uint8_t;
+  using N = float;
+  FS_FN N load(T v) { return load_e4m3(v); }
+};
+template <>
+struct Elem<kFloat8E5M2> {
+  using T = uint8_t;
+  using N = float;
+  FS_FN N load(T v) { return load_e5m2(v); }
+};
+
+// ---- per-element pieces of the extended pass ---------------------------------------
+
+// Histogram bin of a finite x (see kHistBins): read off the exponent field of the
+// double, which holds every float32 value (subnormals included) as a normal number.
+FS_FN int hist_bin(double x) {
+  if (x == 0.0) return 0;
+  const int e = static_cast<int>((fs_double_to_bits(x) >> 52) & 0x7ffu) - 1023;
+  if (e < kHistMinExp) return kHistBinBelow;  // float64 subnormals too (e = -1023)
+  if (e > kHistMaxExp) return kHistBinAbove;
+  return kHistBinOffset + e;
+}
+
+// |x| of a finite x beyond each format's largest finite value: a 0/1 per format.
+FS_FN void count_over(double ax, int64_t* n_over) {
+  for (int f = 0; f < kNumFormats; ++f) n_over[f] += ax > format_max_finite(f) ? 1 : 0;
+}
 
 // ---- statistics of one small tile --------------------------------------------
 
+// The exact path, for any tile: NaN and ±Inf counted, finite values taken two-pass
+// (one sweep for counts/sum/l1/extremes, a second for deviations from their mean),
+// and data near ±1.8e308 taken in half units so that nothing overflows into a NaN.
+// Scalar code: it runs only for tiles holding NaN/Inf or huge values.
+template <int32_t D, bool kExt>
+FS_FN void tile_stats_slow(const typename Elem<D>::T* v, int64_t n, double shift, Partial& t,
+                           ExtPartial* te, int64_t* hist) {
+  t = partial_empty();
+  t.numel = n;
+  if (kExt) *te = ext_empty();
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = static_cast<double>(Elem<D>::load(v[i]));
+    if (x != x) {
+      ++t.n_nan;
+    } else if (fabs(x) > kMaxFinite) {
+      ++t.n_inf;
+    } else {
+      ++t.n_finite;
+      t.sum += x;
+      t.l1 += fabs(x);
+      t.n_zero += x == 0.0 ? 1 : 0;
+      t.min = x < t.min ? x : t.min;
+      t.max = x > t.max ? x : t.max;
+      if (kExt) {
+        const double ax = fabs(x);
+        if (ax != 0.0 && ax < te->min_abs) te->min_abs = ax;
+        count_over(ax, te->n_over);
+        ++hist[hist_bin(x)];
+      }
+    }
+  }
+  if (t.n_finite == 0) return;
+  const double nd = static_cast<double>(t.n_finite);
+  const double abs_max = fabs(t.min) > fabs(t.max) ? fabs(t.min) : fabs(t.max);
+  const double scale = abs_max >= kHalfScaleAbove ? 0.5 : 1.0;
+  double m0 = t.sum / nd;
+  if (!fs_finite(m0)) {  // the sum overflowed: a mean of x/n never does
+    m0 = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double x = static_cast<double>(Elem<D>::load(v[i]));
+      if (x == x && fabs(x) <= kMaxFinite) m0 += x / nd;
+    }
+  }
+  double sd = 0.0, m2 = 0.0, m3 = 0.0, m4 = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = static_cast<double>(Elem<D>::load(v[i]));
+    if (x == x && fabs(x) <= kMaxFinite) {
+      const double d = x * scale - m0 * scale;
+      sd += d;
+      m2 += d * d;
+      if (kExt) {
+        m3 += d * d * d;
+        m4 += (d * d) * (d * d);
+      }
+    }
+  }
+  const double c = sd / nd;  // corrects the rounding of m0 (in scaled units)
+  const double inv2 = 1.0 / (scale * scale);
+  t.shift = shift == shift ? shift : m0;  // NaN: no shift yet, this tile sets it
+  t.mean = (m0 - t.shift) + c / scale;
+  t.m2 = (m2 - sd * c) * inv2;
+  t.sumsq = t.m2 + nd * (m0 + c / scale) * (m0 + c / scale);
+  if (kExt) {
+    te->m3 = (m3 - 3.0 * c * m2 + 2.0 * nd * c * c * c) * (inv2 / scale);
+    te->m4 = (m4 - 4.0 * c * m3 + 6.0 * c * c * m2 - 3.0 * nd * c * c * c * c) * (inv2 * inv2);
+  }
+}
+
 // Two-pass tile (all values finite, checked): one sweep for sum/l1/min/max/zeros,
-// then the corrected Σ(x - m0)² over the same tile, which is still in L1 (CPU) or in
-// registers (GPU), so the second sweep costs no memory traffic. Exact whatever the
-// data; tile_stats_fast falls back to it when its shift was a poor guess.
-// Returns false when a NaN/Inf was present (Σ|x| is then not finite) or Σ|x|
-// overflowed.
-template <int32_t D>
-FS_FN bool tile_stats_two_pass(const typename Elem<D>::T* v, int64_t n, double shift, Partial& t) {
+// then the corrected Σ(x - m0)^k over the same tile, which is still in L1, so the
+// second sweep costs no memory traffic. Exact whatever the data; tile_stats_fast falls
+// back to it when its shift was a poor guess, and the extended pass always uses it.
+// Returns false when a NaN/Inf was present or a sum overflowed (the caller then uses
+// tile_stats_slow on the same tile).
+template <int32_t D, bool kExt>
+FS_FN bool tile_stats_two_pass(const typename Elem<D>::T* v, int64_t n, double shift, Partial& t,
+                               ExtPartial* te, int64_t* hist) {
   using N = typename Elem<D>::N;
   double s = 0.0, a = 0.0;
   N lo = static_cast<N>(fs_inf()), hi = static_cast<N>(-fs_inf());
@@ -226,17 +516,30 @@ FS_FN bool tile_stats_two_pass(const typename Elem<D>::T* v, int64_t n, double s
     lo = xn < lo ? xn : lo;
     hi = xn > hi ? xn : hi;
   }
-  if (!(a <= kMaxFinite)) return false;  // NaN or Inf seen
+  if (!(a <= kMaxFinite)) return false;  // NaN or Inf seen, or Σ|x| overflowed
   const double nd = static_cast<double>(n);
   const double m0 = s / nd;
   // Second sweep: corrected two-pass. Σd repairs the rounding of s in m0.
-  double sd = 0.0, m = 0.0;
-  FS_SIMD_REDUCE(reduction(+ : sd, m))
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = static_cast<double>(Elem<D>::load(v[i])) - m0;
-    sd += d;
-    m += d * d;
+  double sd = 0.0, m = 0.0, m3 = 0.0, m4 = 0.0;
+  if (kExt) {
+    FS_SIMD_REDUCE(reduction(+ : sd, m, m3, m4))
+    for (int64_t i = 0; i < n; ++i) {
+      const double d = static_cast<double>(Elem<D>::load(v[i])) - m0;
+      const double d2 = d * d;
+      sd += d;
+      m += d2;
+      m3 += d2 * d;
+      m4 += d2 * d2;
+    }
+  } else {
+    FS_SIMD_REDUCE(reduction(+ : sd, m))
+    for (int64_t i = 0; i < n; ++i) {
+      const double d = static_cast<double>(Elem<D>::load(v[i])) - m0;
+      sd += d;
+      m += d * d;
+    }
   }
+  if (!(m <= kMaxFinite)) return false;  // Σd² overflowed: the slow path scales
   t.numel = n;
   t.n_nan = t.n_inf = t.n_dormant = 0;
   t.n_zero = z;
@@ -244,13 +547,47 @@ FS_FN bool tile_stats_two_pass(const typename Elem<D>::T* v, int64_t n, double s
   t.sum = s;
   t.l1 = a;
   t.shift = shift == shift ? shift : m0;  // NaN: no shift yet, this tile sets it
-  t.mean = (m0 - t.shift) + sd / nd;
-  t.m2 = m - sd * sd / nd;
+  const double c = sd / nd;
+  t.mean = (m0 - t.shift) + c;
+  t.m2 = m - sd * c;
   t.sumsq = t.m2 + s * s / nd;  // Σx² = M2 + n·mean²: non-negative terms, no cancellation
   t.min = static_cast<double>(lo);
   t.max = static_cast<double>(hi);
+  if (kExt) {
+    te->m3 = m3 - 3.0 * c * m + 2.0 * nd * c * c * c;
+    te->m4 = m4 - 4.0 * c * m3 + 6.0 * c * c * m - 3.0 * nd * c * c * c * c;
+    // First-sweep extras of the extended pass, kept out of the default loop: the
+    // smallest nonzero |x| and the overflow counts vectorize; the histogram is a
+    // scatter, done from L1.
+    N min_abs = static_cast<N>(fs_inf());
+    int32_t o0 = 0, o1 = 0, o2 = 0, o3 = 0;
+    const N max0 = static_cast<N>(format_max_finite(0)), max1 = static_cast<N>(format_max_finite(1));
+    const N max2 = static_cast<N>(format_max_finite(2)), max3 = static_cast<N>(format_max_finite(3));
+    FS_SIMD_REDUCE(reduction(min : min_abs) reduction(+ : o0, o1, o2, o3))
+    for (int64_t i = 0; i < n; ++i) {
+      const N xn = Elem<D>::load(v[i]);
+      const N ax = xn < N(0) ? -xn : xn;
+      min_abs = (ax != N(0) && ax < min_abs) ? ax : min_abs;
+      o0 += ax > max0 ? 1 : 0;
+      o1 += ax > max1 ? 1 : 0;
+      o2 += ax > max2 ? 1 : 0;
+      o3 += ax > max3 ? 1 : 0;
+    }
+    te->min_abs = static_cast<double>(min_abs);
+    te->n_over[0] = o0;
+    te->n_over[1] = o1;
+    te->n_over[2] = o2;
+    te->n_over[3] = o3;
+    for (int64_t i = 0; i < n; ++i) ++hist[hist_bin(static_cast<double>(Elem<D>::load(v[i])))];
+  }
   return true;
 }
+
+// How much of M2 the one-sweep formula M2 = Σd² - (Σd)²/n may cancel before a tile is
+// redone two-pass: `between` = (Σd)²/n must stay under this fraction of Σd². On the
+// CPU a tile is in L1, so redoing it is cheap and the bound is strict (at most one bit
+// lost); the GPU, which would re-read memory, uses a looser bound (csrc/cuda).
+constexpr double kTileMaxCancel = 0.5;
 
 // Fast path, one sweep: deviations d = x - K from a shift K near the data (the
 // accumulator's shift, or the tile's first value) give Σd and Σd², hence the tile's
@@ -258,7 +595,7 @@ FS_FN bool tile_stats_two_pass(const typename Elem<D>::T* v, int64_t n, double s
 // subtraction cancels only when the tile's mean is far from K compared with its
 // spread: if (Σd)²/n > Σd²/2 (at most one bit lost) the tile is redone two-pass from
 // L1. Elements are widened to double as they are read.
-// Returns false when a NaN/Inf was present (Σ|x| is then not finite) or Σ|x|
+// Returns false when a NaN/Inf was present (Σ|x| is then not finite) or a sum
 // overflowed; the caller then uses tile_stats_slow on the same tile.
 //
 // Measured on Zen 3 (float32, in cache): the two-pass tile ran at ~2.4 G elements/s
@@ -294,7 +631,11 @@ FS_FN bool tile_stats_fast(const typename Elem<D>::T* v, int64_t n, double shift
   const double nd = static_cast<double>(n);
   const double mean_d = sd / nd;
   const double between = sd * mean_d;  // n·mean_d²
-  if (!(between <= 0.5 * sq)) return tile_stats_two_pass<D>(v, n, shift, t);
+  // sq <= kMaxFinite: with |x| near 1.8e308, d = x - K overflows and inf <= inf would
+  // pass the test below; such tiles go the two-pass (then the slow, scaled) way.
+  if (!(between <= kTileMaxCancel * sq) || !(sq <= kMaxFinite)) {
+    return tile_stats_two_pass<D, false>(v, n, shift, t, nullptr, nullptr);
+  }
   t.numel = n;
   t.n_nan = t.n_inf = t.n_dormant = 0;
   t.n_zero = z;
@@ -311,48 +652,17 @@ FS_FN bool tile_stats_fast(const typename Elem<D>::T* v, int64_t n, double shift
   return true;
 }
 
-// Slow path for a tile holding NaN/Inf (rare): plain scalar code over finite values.
-template <int32_t D>
-FS_FN void tile_stats_slow(const typename Elem<D>::T* v, int64_t n, double shift, Partial& t) {
-  t = partial_empty();
-  t.numel = n;
-  for (int64_t i = 0; i < n; ++i) {
-    const double x = static_cast<double>(Elem<D>::load(v[i]));
-    if (x != x) {
-      ++t.n_nan;
-    } else if (fabs(x) > kMaxFinite) {
-      ++t.n_inf;
-    } else {
-      ++t.n_finite;
-      t.sum += x;
-      t.l1 += fabs(x);
-      t.n_zero += x == 0.0 ? 1 : 0;
-      t.min = x < t.min ? x : t.min;
-      t.max = x > t.max ? x : t.max;
-    }
-  }
-  if (t.n_finite == 0) return;
-  const double nd = static_cast<double>(t.n_finite);
-  const double m0 = t.sum / nd;
-  double sd = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double x = static_cast<double>(Elem<D>::load(v[i]));
-    if (x == x && fabs(x) <= kMaxFinite) {
-      const double d = x - m0;
-      sd += d;
-      t.m2 += d * d;
-    }
-  }
-  t.shift = shift == shift ? shift : m0;
-  t.mean = (m0 - t.shift) + sd / nd;
-  t.m2 -= sd * sd / nd;
-  t.sumsq = t.m2 + t.sum * t.sum / nd;
-}
-
 // `shift`: the accumulator's shift when it already holds finite values, else NaN.
-template <int32_t D>
-FS_FN void tile_stats(const typename Elem<D>::T* v, int64_t n, double shift, Partial& t) {
-  if (!tile_stats_fast<D>(v, n, shift, t)) tile_stats_slow<D>(v, n, shift, t);
+// kExt: also the extended state and the histogram (hist: kHistBins counters, added to).
+template <int32_t D, bool kExt>
+FS_FN void tile_stats(const typename Elem<D>::T* v, int64_t n, double shift, Partial& t,
+                      ExtPartial* te, int64_t* hist) {
+  if (kExt) {
+    if (!tile_stats_two_pass<D, true>(v, n, shift, t, te, hist))
+      tile_stats_slow<D, true>(v, n, shift, t, te, hist);
+  } else {
+    if (!tile_stats_fast<D>(v, n, shift, t)) tile_stats_slow<D, false>(v, n, shift, t, nullptr, nullptr);
+  }
 }
 
 // The shift a tile merged into `acc` should use.
@@ -363,13 +673,16 @@ FS_FN double shift_for(const Partial& acc) { return acc.n_finite > 0 ? acc.shift
 FS_FN void partial_finalize(const Partial& p, double* row) {
   const double nf = static_cast<double>(p.n_finite);
   const bool any = p.n_finite > 0;
+  const double mean = p.shift + p.mean;
   row[kNumel] = static_cast<double>(p.numel);
   row[kNNan] = static_cast<double>(p.n_nan);
   row[kNInf] = static_cast<double>(p.n_inf);
   row[kNZero] = static_cast<double>(p.n_zero);
   row[kNFinite] = nf;
-  row[kSum] = p.sum;
-  row[kMean] = any ? p.shift + p.mean : fs_nan();
+  // A sum whose running total overflowed (+inf then -inf: NaN) is n·mean: ±inf when
+  // the true sum is beyond range, the right value otherwise.
+  row[kSum] = fs_finite(p.sum) || !any ? p.sum : nf * mean;
+  row[kMean] = any ? mean : fs_nan();
   row[kVar] = p.n_finite >= 2 ? p.m2 / (nf - 1.0) : fs_nan();
   row[kVarPop] = any ? p.m2 / nf : fs_nan();
   row[kStd] = p.n_finite >= 2 ? sqrt(p.m2 / (nf - 1.0)) : fs_nan();
@@ -379,6 +692,27 @@ FS_FN void partial_finalize(const Partial& p, double* row) {
   row[kL1] = p.l1;
   row[kNorm] = sqrt(p.sumsq);
   row[kNDormantRows] = static_cast<double>(p.n_dormant);
+}
+
+// The extended columns of a row (row has kNumExtColumns entries; the base ones are
+// written by partial_finalize). hist: the record's kHistBins counts.
+FS_FN void ext_finalize(const Partial& p, const ExtPartial& e, const int64_t* hist, double* row) {
+  const double nf = static_cast<double>(p.n_finite);
+  const bool any = p.n_finite > 0;
+  // Population excess kurtosis n·M4/M2² - 3; NaN below 2 finite values or when M2 = 0.
+  row[kKurtosis] = (p.n_finite >= 2 && p.m2 > 0.0) ? nf * e.m4 / (p.m2 * p.m2) - 3.0 : fs_nan();
+  const bool any_nonzero = e.min_abs <= kMaxFinite;
+  row[kMinAbsNonzero] = any_nonzero ? e.min_abs : fs_nan();
+  const double abs_max = fabs(p.min) > fabs(p.max) ? fabs(p.min) : fabs(p.max);
+  // log2(abs_max / min_abs) as a difference: the ratio itself can overflow.
+  row[kDynamicRangeLog2] = any_nonzero ? log2(abs_max) - log2(e.min_abs) : fs_nan();
+  for (int f = 0; f < kNumFormats; ++f) {
+    int64_t under = hist[kHistBinBelow];
+    const int top = kHistBinOffset + format_min_normal_log2(f);  // first normal bin
+    for (int b = kHistBinOffset + kHistMinExp; b < top; ++b) under += hist[b];
+    row[kUnderflowBf16 + 2 * f] = any ? static_cast<double>(under) / nf : fs_nan();
+    row[kOverflowBf16 + 2 * f] = any ? static_cast<double>(e.n_over[f]) / nf : fs_nan();
+  }
 }
 
 }  // namespace fusedstats
