@@ -12,7 +12,7 @@ import pytest
 
 import fusedstats
 from fusedstats import _core
-from fusedstats.kernels import dispatch
+from fusedstats.kernels import columns, inputs
 
 HEAVY_MODULES = ("torch", "numba", "wandb", "tensorboard")
 DOCTESTED_MODULES = (
@@ -78,12 +78,18 @@ def test_columns_and_dtype_codes_match_the_core():
     assert fusedstats.COLUMNS == tuple(_core.COLUMNS)
     assert fusedstats.NUM_COLUMNS == _core.NUM_COLUMNS == len(fusedstats.COLUMNS)
     assert fusedstats.FIELDS == fusedstats.COLUMNS[: len(fusedstats.FIELDS)]
-    assert dispatch.DTYPE_CODES == dict(_core.DTYPE_CODES)
+    assert inputs.DTYPE_CODES == dict(_core.DTYPE_CODES)
+    assert fusedstats.EXTENDED_COLUMNS == (*fusedstats.COLUMNS, *_core.EXTENDED_COLUMNS)
+    assert fusedstats.NUM_EXTENDED_COLUMNS == _core.NUM_EXT_COLUMNS
+    assert fusedstats.EXTENDED_FIELDS == tuple(_core.EXTENDED_COLUMNS)
+    assert (columns.HIST_BINS, columns.HIST_MIN_EXP, columns.HIST_MAX_EXP) == (
+        _core.HIST_BINS,
+        _core.HIST_MIN_EXP,
+        _core.HIST_MAX_EXP,
+    )
 
 
-@pytest.mark.parametrize(
-    "module", ["fusedstats", "fusedstats.kernels", "fusedstats.kernels.dispatch"]
-)
+@pytest.mark.parametrize("module", ["fusedstats", "fusedstats.kernels"])
 def test_all_names_exist(module):
     mod = importlib.import_module(module)
     assert mod.__all__, f"{module}.__all__ is empty"

@@ -19,9 +19,13 @@ from typing import Any
 from . import _native
 from .kernels import (
     COLUMNS,
+    EXTENDED_COLUMNS,
+    EXTENDED_FIELDS,
     FIELDS,
     NUM_COLUMNS,
+    NUM_EXTENDED_COLUMNS,
     TensorStats,
+    gate_nonfinite,
     grad_stats,
     tensor_stats,
     weight_stats,
@@ -82,13 +86,17 @@ def build_info() -> dict[str, Any]:
 
 __all__ = [
     "COLUMNS",
+    "EXTENDED_COLUMNS",
+    "EXTENDED_FIELDS",
     "FIELDS",
     "NUM_COLUMNS",
+    "NUM_EXTENDED_COLUMNS",
     "MetricsLogger",
     "Stats",
     "TensorStats",
     "__version__",
     "build_info",
+    "gate_nonfinite",
     "get_num_threads",
     "grad_stats",
     "set_num_threads",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from . import dispatch
+from . import dispatch, inputs, ops
 from .result import TensorStats
 
 
@@ -14,27 +14,39 @@ def tensor_stats(
     names: Sequence[str] | None = None,
     *,
     out: Any = None,
+    extended: bool = False,
+    hist_out: Any = None,
 ) -> TensorStats:
     """Statistics of every tensor and of all together, in one pass over memory.
 
     Computes numel, NaN/Inf/zero counts, and over finite elements sum, mean, var
     (unbiased), var_pop, std, min, max, abs_max, l1 and norm, accumulating in
     float64. CPU tensors and numpy arrays run the C++/OpenMP kernel, CUDA tensors the
-    CUDA kernel (no host sync until the result is read).
+    CUDA kernel (no host sync until the result is read). DTensors (FSDP2, tensor
+    parallel) give the statistics of the full tensors, identical on every rank, with
+    one collective per call. Inside ``torch.compile`` the call is one custom op.
 
     Args:
-        tensors: torch tensors on one device, or numpy arrays; float32, float64,
-            float16 or bfloat16; any shape, empty and non-contiguous included.
+        tensors: torch tensors on one device, DTensors, or numpy arrays; float32,
+            float64, float16, bfloat16, float8_e4m3fn or float8_e5m2; any shape, empty
+            and non-contiguous included.
         names: one name per tensor (default "0", "1", ...), used by ``per_tensor``
             and ``to_dict``.
-        out: optional preallocated float64 buffer ``[len(tensors) + 1, NUM_COLUMNS]``
-            on the inputs' device (for CUDA graphs or to avoid an allocation).
+        out: optional preallocated float64 buffer ``[len(tensors) + 1, width]`` on the
+            inputs' device (``width`` = NUM_COLUMNS, or NUM_EXTENDED_COLUMNS with
+            ``extended``), for CUDA graphs or to avoid an allocation.
+        extended: also compute kurtosis, the smallest nonzero |x|, the dynamic range,
+            the underflow/overflow fractions of bf16/fp16/e4m3/e5m2 and the exponent
+            histogram, in the same pass.
+        hist_out: optional preallocated int64 ``[len(tensors) + 1, HIST_BINS]`` buffer
+            for the exponent histogram (with ``extended``).
 
     Returns:
         A TensorStats whose last buffer row is the global one.
 
     Raises:
-        TypeError: an item is not a tensor/array, or has an unsupported dtype.
+        TypeError: an item is not a tensor/array whose memory can be read safely, or
+            has an unsupported dtype (the message names the item).
         ValueError: items on different devices, bad ``names`` or ``out``.
 
     Example:
@@ -43,7 +55,17 @@ def tensor_stats(
         >>> s.global_["mean"], s.global_["var"], s.global_["max"]
         (2.0, 1.0, 3.0)
     """
-    return _stats(tensors, names, None, 0.0, out)
+    return _stats(tensors, names, None, 0.0, out, extended, hist_out)
+
+
+def _check_names(names: Sequence[str] | None, n: int) -> list[str]:
+    if names is None:
+        return [str(i) for i in range(n)]
+    if len(set(names)) != len(names):
+        seen: set[str] = set()
+        dup = next(n for n in names if n in seen or seen.add(n))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate tensor name {dup!r}")
+    return list(names)
 
 
 def _stats(
@@ -52,17 +74,48 @@ def _stats(
     row_lens: Sequence[int] | None,
     dormant_threshold: float,
     out: Any,
+    extended: bool = False,
+    hist_out: Any = None,
 ) -> TensorStats:
-    prep = dispatch.prepare(tensors, names, row_lens)
-    if names is None:
-        names = [str(i) for i in range(len(prep.ptrs))]
-    elif len(set(names)) != len(names):
-        seen: set[str] = set()
-        dup = next(n for n in names if n in seen or seen.add(n))  # type: ignore[func-returns-value]
-        raise ValueError(f"duplicate tensor name {dup!r}")
+    items, names = inputs.check_list(tensors, names)
+    torch = inputs.torch_module()
+    if torch is not None and torch.compiler.is_compiling():
+        return ops.compiled_stats(
+            items,
+            _check_names(names, len(items)),
+            row_lens,
+            dormant_threshold,
+            out,
+            extended,
+            hist_out,
+        )
+    dtensor = inputs.dtensor_type()
+    if dtensor is not None and any(isinstance(x, dtensor) for x in items):
+        from . import sharded
+
+        return sharded.sharded_stats(
+            items,
+            _check_names(names, len(items)),
+            row_lens,
+            dormant_threshold,
+            out,
+            extended,
+            hist_out,
+        )
+    if torch is not None:
+        ops.ensure_registered()  # the first use of torch by fusedstats (cheap after)
+    prep = inputs.prepare(items, names, row_lens)
+    names = _check_names(names, len(prep.ptrs))
     if out is None:
-        out = dispatch.new_output(prep)
+        out = dispatch.new_output(prep, extended)
     else:
-        dispatch.check_output(prep, out)
-    path = dispatch.run(prep, out, dormant_threshold)
-    return TensorStats(out, names, path)
+        dispatch.check_output(prep, out, extended)
+    hist = None
+    if extended:
+        if hist_out is None:
+            hist = dispatch.new_histogram(prep)
+        else:
+            dispatch.check_histogram(prep, hist_out)
+            hist = hist_out
+    path, event = dispatch.run(prep, out, hist, dormant_threshold, extended)
+    return TensorStats(out, names, path, extended=extended, histogram=hist, event=event)

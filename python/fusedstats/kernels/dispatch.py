@@ -1,335 +1,236 @@
-"""From user tensors to kernel descriptors, and the choice of kernel.
+"""The choice of kernel, and the buffers it writes.
 
-Policy lives here (validation, dtype/device checks, contiguous copies, fallbacks,
-error messages); the compiled core trusts what it is handed.
+CPU tensors and numpy arrays run fusedstats._core; CUDA tensors run fusedstats._cuda
+(cuda_path.py) when it is built and usable, else the pure-torch fallback on the device
+(mergeable records: the CPU core on a host copy). Validation is in inputs.py.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
-import threading
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .. import _native
-from .columns import COLUMNS, NUM_COLUMNS
+from . import cuda_path
+from .columns import HIST_BINS, NUM_COLUMNS, NUM_EXTENDED_COLUMNS
+from .inputs import Prepared, torch_module
 
 _log = logging.getLogger("fusedstats")
 
-# dtype codes shared with csrc/include/fusedstats/stats.h (checked against _core.DTYPE_CODES)
-DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
+
+def width(extended: bool) -> int:
+    return NUM_EXTENDED_COLUMNS if extended else NUM_COLUMNS
 
 
-@dataclass
-class Prepared:
-    """Descriptors of a validated tensor list, ready for a kernel."""
-
-    kind: str  # "numpy", "cpu" (torch on CPU) or "cuda"
-    device: Any  # torch.device for torch inputs, None for numpy
-    ptrs: list[int] = field(default_factory=list)
-    numels: list[int] = field(default_factory=list)
-    dtypes: list[int] = field(default_factory=list)
-    row_lens: list[int] = field(default_factory=list)
-    # the inputs, or their contiguous copies: kept alive until the kernel has read them
-    keep: list[Any] = field(default_factory=list)
-    n_copied: int = 0  # how many inputs needed a contiguous copy
+def record_bytes(extended: bool) -> int:
+    """Bytes of one tensor's mergeable record (the C++ Partial or ExtRecord)."""
+    return int(_native.core().record_bytes(extended))
 
 
-def _torch() -> Any | None:
-    # torch is only ever imported by the caller: if it is not loaded, no item is a tensor.
-    return sys.modules.get("torch")
-
-
-def _label(index: int, names: Sequence[str] | None) -> str:
-    if names is not None:
-        return f"item {index} ({names[index]!r})"
-    return f"item {index}"
-
-
-_torch_codes: dict[Any, int] = {}
-
-
-def _torch_dtype_table(torch: Any) -> dict[Any, int]:
-    if not _torch_codes:
-        _torch_codes.update(
-            {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
-        )
-    return _torch_codes
-
-
-def _numpy_dtype_code(dtype: np.dtype[Any]) -> int | None:
-    return DTYPE_CODES.get(dtype.name)  # ml_dtypes' bfloat16 is named "bfloat16"
-
-
-def _unsupported_dtype(label: str, dtype: Any) -> TypeError:
-    return TypeError(f"{label} has dtype {dtype}; supported: float32, float64, float16, bfloat16")
-
-
-def _readable_tensor(
-    x: Any, i: int, names: Sequence[str] | None, torch: Any
-) -> tuple[Any, int, bool]:
-    """(tensor whose memory holds its values contiguously, dtype code, copied?)."""
-    if x.layout != torch.strided:
-        raise TypeError(
-            f"{_label(i, names)} is a {x.layout} tensor; only dense tensors are supported"
-        )
-    code = _torch_dtype_table(torch).get(x.dtype)
-    if code is None:
-        raise _unsupported_dtype(_label(i, names), x.dtype)
-    if x.device.type not in ("cpu", "cuda"):
-        raise ValueError(f"{_label(i, names)} is on device {x.device}; supported: cpu, cuda")
-    x = x.detach()  # no autograd graph for the copies below
-    copied = False
-    if x.is_neg():  # a lazily negated view: its memory holds -x
-        x, copied = x.resolve_neg(), True
-    if not x.is_contiguous():
-        x, copied = x.contiguous(), True
-    return x, code, copied
-
-
-def _readable_array(
-    x: np.ndarray[Any, Any], i: int, names: Sequence[str] | None
-) -> tuple[Any, int, bool]:
-    """(C-contiguous native-endian array, dtype code, copied?)."""
-    code = _numpy_dtype_code(x.dtype)
-    if code is None:
-        raise _unsupported_dtype(_label(i, names), x.dtype)
-    if not x.dtype.isnative:
-        return x.astype(x.dtype.newbyteorder("=")), code, True
-    if not x.flags.c_contiguous:
-        return np.ascontiguousarray(x), code, True
-    return x, code, False
-
-
-def prepare(
-    tensors: Iterable[Any],
-    names: Sequence[str] | None,
-    row_lens: Sequence[int] | None = None,
-) -> Prepared:
-    """Validates ``tensors`` and returns their descriptors.
-
-    Raises:
-        TypeError: not a list of tensors/arrays, or an unsupported dtype (names the item).
-        ValueError: names of the wrong length, or items on different devices.
-    """
-    torch = _torch()
-    if isinstance(tensors, np.ndarray) or (torch is not None and isinstance(tensors, torch.Tensor)):
-        raise TypeError(
-            "tensor_stats expects a list of tensors; got a single "
-            f"{type(tensors).__name__}. Wrap it in a list: tensor_stats([x])."
-        )
-    if isinstance(tensors, (str, bytes, dict)) or not isinstance(tensors, Iterable):
-        raise TypeError(
-            f"tensor_stats expects a list or tuple of tensors, got {type(tensors).__name__}"
-        )
-    items = list(tensors)
-    if names is not None:
-        names = list(names)
-        if len(names) != len(items):
-            raise ValueError(f"got {len(names)} names for {len(items)} tensors")
-    if row_lens is not None and len(row_lens) != len(items):
-        raise ValueError(f"got {len(row_lens)} row lengths for {len(items)} tensors")
-
-    prep = Prepared(kind="numpy", device=None)
-    tensor_type = torch.Tensor if torch is not None else ()
-    codes = _torch_codes if torch is None else _torch_dtype_table(torch)
-    strided = torch.strided if torch is not None else None
-    first_key: Any = None
-    key: Any
-    for i, item in enumerate(items):
-        if isinstance(item, tensor_type):
-            # Hot path, ~0.7 us per tensor: is_cpu/is_cuda cost ~60 ns where
-            # tensor.device.type costs ~500 ns (it builds a torch.device).
-            if item.is_cpu:
-                kind, key = "cpu", "cpu"
-            elif item.is_cuda:
-                kind, key = "cuda", ("cuda", item.get_device())
-            else:
-                kind, key = "other", None
-            code = codes.get(item.dtype)
-            if (
-                code is None
-                or kind == "other"
-                or item.layout is not strided
-                or not item.is_contiguous()
-                or item.is_neg()
-            ):
-                x, code, copied = _readable_tensor(item, i, names, torch)
-                prep.n_copied += copied
-            else:
-                x = item
-            ptr = x.data_ptr()
-            numel = x.numel()
-        elif isinstance(item, np.ndarray):
-            x, code, copied = _readable_array(item, i, names)
-            prep.n_copied += copied
-            key, kind = "cpu", "numpy"
-            ptr = x.ctypes.data
-            numel = x.size
-        else:
-            raise TypeError(
-                f"{_label(i, names)} is a {type(item).__name__}; expected a torch.Tensor or "
-                "numpy.ndarray"
-            )
-        if i == 0:
-            first_key = key
-            prep.kind = kind
-            prep.device = x.device if kind != "numpy" else None
-        elif key != first_key:
-            raise ValueError(
-                f"{_label(i, names)} is on {_device_name(x)} but {_label(0, names)} is on "
-                f"{_device_name(items[0])}; all tensors must be on one device"
-            )
-        elif kind == "cpu" and prep.kind == "numpy":
-            prep.kind, prep.device = "cpu", x.device  # torch CPU tensors win the output type
-        prep.ptrs.append(ptr)
-        prep.numels.append(numel)
-        prep.dtypes.append(code)
-        prep.keep.append(x)
-    prep.row_lens = [0] * len(items) if row_lens is None else [int(r) for r in row_lens]
-    return prep
-
-
-def _device_name(x: Any) -> str:
-    return "cpu (numpy)" if isinstance(x, np.ndarray) else str(x.device)
-
-
-def new_output(prep: Prepared) -> Any:
-    """An uninitialized [n + 1, NUM_COLUMNS] float64 buffer on the inputs' device."""
-    shape = (len(prep.ptrs) + 1, NUM_COLUMNS)
-    if prep.kind == "numpy":
-        return np.empty(shape, dtype=np.float64)
-    torch = _torch()
+def _empty(prep_kind: str, device: Any, shape: tuple[int, ...], dtype_name: str) -> Any:
+    if prep_kind == "numpy":
+        return np.empty(shape, dtype=np.dtype(dtype_name))
+    torch = torch_module()
     assert torch is not None
-    return torch.empty(shape, dtype=torch.float64, device=prep.device)
+    return torch.empty(shape, dtype=getattr(torch, dtype_name), device=device)
 
 
-def check_output(prep: Prepared, out: Any) -> None:
-    shape = (len(prep.ptrs) + 1, NUM_COLUMNS)
-    torch = _torch()
-    if isinstance(out, np.ndarray):
+def new_output(prep: Prepared, extended: bool) -> Any:
+    """An uninitialized [n + 1, width] float64 buffer on the inputs' device."""
+    return _empty(prep.kind, prep.device, (len(prep.ptrs) + 1, width(extended)), "float64")
+
+
+def new_histogram(prep: Prepared) -> Any:
+    """An uninitialized [n + 1, HIST_BINS] int64 buffer on the inputs' device."""
+    return _empty(prep.kind, prep.device, (len(prep.ptrs) + 1, HIST_BINS), "int64")
+
+
+def new_records(prep: Prepared, n: int, extended: bool) -> Any:
+    """An uninitialized byte buffer for n records on the inputs' device."""
+    return _empty(prep.kind, prep.device, (n, record_bytes(extended)), "uint8")
+
+
+def check_buffer(
+    prep: Prepared, buf: Any, shape: tuple[int, ...], dtype_name: str, what: str
+) -> None:
+    """ValueError unless ``buf`` is a writable contiguous buffer of this shape and dtype
+    of the inputs' kind and device."""
+    torch = torch_module()
+    if isinstance(buf, np.ndarray):
         ok = (
             prep.kind == "numpy"
-            and out.shape == shape
-            and out.dtype == np.float64
-            and out.flags.c_contiguous
-            and out.flags.writeable
+            and buf.shape == shape
+            and buf.dtype == np.dtype(dtype_name)
+            and buf.flags.c_contiguous
+            and buf.flags.writeable
         )
-    elif torch is not None and isinstance(out, torch.Tensor):
+    elif torch is not None and isinstance(buf, torch.Tensor):
         ok = (
             prep.kind != "numpy"
-            and tuple(out.shape) == shape
-            and out.dtype == torch.float64
-            and out.device == prep.device
-            and out.is_contiguous()
+            and type(buf) in (torch.Tensor, torch.nn.Parameter)
+            and tuple(buf.shape) == shape
+            and buf.dtype == getattr(torch, dtype_name)
+            and buf.device == prep.device
+            and buf.is_contiguous()
+            and buf.data_ptr() != 0
+            and (buf.storage_offset() + buf.numel()) * buf.element_size()
+            <= buf.untyped_storage().nbytes()
         )
     else:
         ok = False
     if not ok:
         raise ValueError(
-            f"out must be a contiguous float64 buffer of shape {shape} of the inputs' kind "
-            f"and device ({prep.kind}, {prep.device})"
+            f"{what} must be a contiguous {dtype_name} buffer of shape {shape} of the inputs' "
+            f"kind and device ({prep.kind}, {prep.device})"
         )
 
 
-def _out_ptr(out: Any) -> int:
-    if isinstance(out, np.ndarray):
-        return int(out.ctypes.data)
-    return int(out.data_ptr())
+def check_output(prep: Prepared, out: Any, extended: bool) -> None:
+    check_buffer(prep, out, (len(prep.ptrs) + 1, width(extended)), "float64", "out")
 
 
-def run(prep: Prepared, out: Any, dormant_threshold: float) -> str:
-    """Fills ``out``; returns which path ran ("cpu", "cuda" or "reference")."""
+def check_histogram(prep: Prepared, hist: Any) -> None:
+    check_buffer(prep, hist, (len(prep.ptrs) + 1, HIST_BINS), "int64", "hist_out")
+
+
+def ptr(buf: Any) -> int:
+    if buf is None:
+        return 0
+    if isinstance(buf, np.ndarray):
+        return int(buf.ctypes.data)
+    return int(buf.data_ptr())
+
+
+def run(
+    prep: Prepared, out: Any, hist: Any, dormant_threshold: float, extended: bool
+) -> tuple[str, Any]:
+    """Fills ``out`` (and ``hist`` when extended); returns (path, event): which path ran
+    ("cpu", "cuda" or "torch") and, on CUDA, an event recorded after the launch."""
     if prep.kind == "cuda":
-        cuda_ext = _native.cuda()
-        torch = _torch()
-        assert torch is not None
-        if cuda_ext is not None and torch.cuda.is_available():
-            _run_cuda(cuda_ext, prep, out, dormant_threshold)
-            return "cuda"
-        _warn_no_cuda_once()
+        if cuda_path.available():
+            try:
+                return "cuda", cuda_path.tensor_stats(prep, out, hist, dormant_threshold, extended)
+            except cuda_path.CudaUnusable:
+                pass  # said once by cuda_path; fall through to the torch path
+        else:
+            _say_no_cuda_once()
         from . import reference
 
-        out.copy_(reference.stats_buffer(prep.keep, prep.row_lens, dormant_threshold))
-        return "reference"
-    core = _native.core()
-    core.tensor_stats(
-        prep.ptrs, prep.numels, prep.dtypes, prep.row_lens, dormant_threshold, _out_ptr(out)
-    )
-    return "cpu"
-
-
-_warned_no_cuda = False
-
-
-def _warn_no_cuda_once() -> None:
-    global _warned_no_cuda  # noqa: PLW0603
-    if not _warned_no_cuda:
-        _warned_no_cuda = True
-        _log.info(
-            "fusedstats: CUDA tensors but fusedstats._cuda is not built; using the pure-torch path"
+        rows, counts = reference.stats_buffers(
+            prep.keep, prep.row_lens, dormant_threshold, extended
         )
-
-
-# ---- CUDA: chunk table and workspace cached per (device, stream, tensor list) ----------
-
-_CUDA_CACHE_SIZE = 32
-_cuda_cache: OrderedDict[tuple[Any, ...], tuple[Any, Any, int]] = OrderedDict()
-_cuda_cache_lock = threading.Lock()
-
-
-def _run_cuda(cuda_ext: Any, prep: Prepared, out: Any, dormant_threshold: float) -> None:
-    torch = _torch()
-    assert torch is not None
-    device = prep.device
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    stream = torch.cuda.current_stream(index)
-    # Same pointers, sizes and dtypes -> same table: a hit launches with no allocation
-    # and no copy (and so can be captured in a CUDA graph after one warm-up call).
-    key = (
-        index,
-        stream.cuda_stream,
-        tuple(prep.ptrs),
-        tuple(prep.numels),
-        tuple(prep.dtypes),
-        tuple(prep.row_lens),
-    )
-    with _cuda_cache_lock:
-        entry = _cuda_cache.get(key)
-        if entry is not None:
-            _cuda_cache.move_to_end(key)
-    if entry is None:
-        table, n_chunks = cuda_ext.plan(prep.ptrs, prep.numels, prep.dtypes, prep.row_lens)
-        host = torch.frombuffer(bytearray(table), dtype=torch.uint8).pin_memory()
-        with torch.cuda.stream(stream):
-            table_dev = host.to(torch.device("cuda", index), non_blocking=True)
-            workspace = torch.zeros(
-                cuda_ext.workspace_bytes(n_chunks, len(prep.ptrs)),
-                dtype=torch.uint8,
-                device=torch.device("cuda", index),
-            )
-        entry = (table_dev, workspace, n_chunks)
-        with _cuda_cache_lock:
-            _cuda_cache[key] = entry
-            while len(_cuda_cache) > _CUDA_CACHE_SIZE:
-                _cuda_cache.popitem(last=False)
-    table_dev, workspace, n_chunks = entry
-    cuda_ext.launch(
-        index,
-        table_dev.data_ptr(),
-        n_chunks,
-        len(prep.ptrs),
-        any(prep.row_lens),
-        workspace.data_ptr(),
+        out.copy_(rows)
+        if extended:
+            hist.copy_(counts)
+        return "torch", None
+    _native.core().tensor_stats(
+        prep.ptrs,
+        prep.numels,
+        prep.dtypes,
+        prep.row_lens,
         dormant_threshold,
-        out.data_ptr(),
-        stream.cuda_stream,
+        ptr(out),
+        extended,
+        ptr(hist),
     )
+    return "cpu", None
 
 
-__all__ = ["COLUMNS", "DTYPE_CODES", "Prepared", "check_output", "new_output", "prepare", "run"]
+def records(
+    prep: Prepared, dormant_threshold: float, extended: bool, buf: Any, accumulate: bool
+) -> None:
+    """Per-tensor mergeable records of ``prep`` into ``buf`` ([n, record_bytes] uint8 on
+    the inputs' device); with ``accumulate`` merged into what ``buf`` holds."""
+    core = _native.core()
+    if prep.kind != "cuda":
+        core.tensor_records(
+            prep.ptrs,
+            prep.numels,
+            prep.dtypes,
+            prep.row_lens,
+            dormant_threshold,
+            extended,
+            ptr(buf),
+            accumulate,
+        )
+        return
+    if cuda_path.available():
+        try:
+            cuda_path.tensor_records(prep, dormant_threshold, extended, buf, accumulate)
+            return
+        except (cuda_path.CudaUnusable, NotImplementedError):
+            pass
+    # No usable _cuda: the CPU core on a host copy (one transfer each way).
+    host = [t.cpu() for t in prep.keep]
+    acc = buf.cpu()
+    core.tensor_records(
+        [t.data_ptr() for t in host],
+        prep.numels,
+        prep.dtypes,
+        prep.row_lens,
+        dormant_threshold,
+        extended,
+        acc.data_ptr(),
+        accumulate,
+    )
+    buf.copy_(acc)
+
+
+def finalize(records_buf: Any, n: int, extended: bool, out: Any, hist: Any) -> None:
+    """Rows (and histograms) of ``n`` records into ``out`` (and ``hist``), same device."""
+    torch = torch_module()
+    core = _native.core()
+    on_cuda = torch is not None and isinstance(records_buf, torch.Tensor) and records_buf.is_cuda
+    if not on_cuda:
+        core.finalize_records(ptr(records_buf), n, extended, ptr(out), ptr(hist) if extended else 0)
+        return
+    if cuda_path.available():
+        try:
+            cuda_path.finalize_records(records_buf, n, extended, out, hist)
+            return
+        except (cuda_path.CudaUnusable, NotImplementedError):
+            pass
+    host_out = out.cpu()
+    host_hist = hist.cpu() if extended else None
+    core.finalize_records(
+        records_buf.cpu().data_ptr(), n, extended, host_out.data_ptr(), ptr(host_hist)
+    )
+    out.copy_(host_out)
+    if extended:
+        hist.copy_(host_hist)
+
+
+def merge(src: Any, n_sources: int, n: int, extended: bool, include: Any, dst: Any) -> None:
+    """dst[t] = src[s][t] merged over s in order where include[s][t] (same device)."""
+    torch = torch_module()
+    core = _native.core()
+    on_cuda = torch is not None and isinstance(src, torch.Tensor) and src.is_cuda
+    if not on_cuda:
+        core.merge_records(ptr(src), n_sources, n, extended, ptr(include), ptr(dst))
+        return
+    if cuda_path.available():
+        try:
+            cuda_path.merge_records(src, n_sources, n, extended, include, dst)
+            return
+        except (cuda_path.CudaUnusable, NotImplementedError):
+            pass
+    host_src, host_dst = src.cpu(), dst.cpu()
+    host_inc = include.cpu() if include is not None else None
+    core.merge_records(
+        host_src.data_ptr(), n_sources, n, extended, ptr(host_inc), host_dst.data_ptr()
+    )
+    dst.copy_(host_dst)
+
+
+_said_no_cuda = False
+
+
+def _say_no_cuda_once() -> None:
+    global _said_no_cuda  # noqa: PLW0603
+    if not _said_no_cuda:
+        _said_no_cuda = True
+        _log.info(
+            "fusedstats: CUDA tensors but fusedstats._cuda is not built; using the torch path"
+        )

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .api import _stats
-from .columns import COLUMN_INDEX, FIELDS
+from .columns import COLUMN_INDEX, EXTENDED_COLUMN_INDEX, EXTENDED_FIELDS, FIELDS
+from .result import TensorStats
 
 # Metta reports the unbiased variance as "variance"; every other field keeps its name.
 _METTA_NAMES = {"var": "variance"}
@@ -39,21 +40,96 @@ def _check_tensor(name: str, value: Any, what: str) -> None:
         raise TypeError(f"parameter {name!r} is a {type(value).__name__}; expected a {what}")
 
 
-def _keyed(row: list[float], prefix: str, suffix: str = "") -> dict[str, float]:
-    return {f"{prefix}{_METTA_NAMES.get(f, f)}{suffix}": row[COLUMN_INDEX[f]] for f in FIELDS}
+def _keyed(
+    row: list[float], prefix: str, suffix: str = "", extended: bool = False
+) -> dict[str, float]:
+    fields = (*FIELDS, *EXTENDED_FIELDS) if extended else FIELDS
+    return {
+        f"{prefix}{_METTA_NAMES.get(f, f)}{suffix}": row[EXTENDED_COLUMN_INDEX[f]] for f in fields
+    }
+
+
+def _gradients(model_or_named_parameters: Any) -> list[tuple[str, Any]]:
+    named = []
+    for n, p in _named_parameters(model_or_named_parameters):
+        _check_tensor(n, p, "torch.Tensor with .grad")
+        if p.grad is not None:
+            named.append((n, p.grad))
+    return named
+
+
+def _set_found_inf(stats: TensorStats, found_inf: Any) -> None:
+    """found_inf <- 1.0 if the global row counts a NaN or Inf, else 0.0; on the
+    buffer's device, no host sync (the flag a fused optimizer reads to skip a step)."""
+    torch = sys.modules.get("torch")
+    if (
+        torch is None
+        or not isinstance(found_inf, torch.Tensor)
+        or not found_inf.is_floating_point()
+    ):
+        raise TypeError(
+            "found_inf must be a floating-point torch.Tensor (like GradScaler's: "
+            f"torch.zeros(1, device=...)), got {type(found_inf).__name__}"
+        )
+    buf = stats.as_tensor()
+    if not isinstance(buf, torch.Tensor):
+        raise TypeError("found_inf needs torch gradients")
+    last = buf[-1]
+    bad = last[COLUMN_INDEX["n_nan"]] + last[COLUMN_INDEX["n_inf"]]
+    found_inf.copy_((bad > 0).to(found_inf.dtype).expand_as(found_inf))
+
+
+def gate_nonfinite(
+    model_or_named_parameters: Any, found_inf: Any, *, extended: bool = False
+) -> TensorStats | None:
+    """Writes the step gate of a fused optimizer, with no host sync.
+
+    One fused pass over all gradients; ``found_inf`` (a float tensor on their
+    device, e.g. ``torch.zeros(1, device=dev)``) becomes 1.0 if any gradient holds a
+    NaN or Inf, else 0.0 — on the device. Give the same tensor to a fused optimizer
+    (``opt.found_inf = found_inf`` for ``torch.optim.AdamW(fused=True)``, as
+    ``torch.amp.GradScaler`` does) and it skips the step on the device. The returned
+    TensorStats is read later (the only sync); ``first_nonfinite()`` names the first
+    parameter whose gradient was not finite. None when no parameter has a gradient
+    (``found_inf`` is then set to 0).
+
+    Example:
+        >>> import torch, fusedstats
+        >>> layer = torch.nn.Linear(2, 1)
+        >>> layer(torch.ones(1, 2)).sum().backward()
+        >>> layer.bias.grad[0] = float("nan")
+        >>> flag = torch.zeros(1)
+        >>> stats = fusedstats.gate_nonfinite(layer, flag)
+        >>> flag.item(), stats.first_nonfinite()
+        (1.0, 'bias')
+    """
+    named = _gradients(model_or_named_parameters)
+    if not named:
+        found_inf.zero_()
+        return None
+    stats = _stats([g for _, g in named], [n for n, _ in named], None, 0.0, None, extended)
+    _set_found_inf(stats, found_inf)
+    return stats
 
 
 def grad_stats(
     model_or_named_parameters: Any,
     per_parameter: bool = False,
     prefix: str = "grad/",
+    *,
+    extended: bool = False,
+    found_inf: Any = None,
 ) -> dict[str, float]:
     """Statistics of all gradients of a model, in one fused pass.
 
     Keys follow Metta: ``grad/mean``, ``grad/variance``, ``grad/norm`` and the other
     fields (``grad/abs_max``, ``grad/n_nan``, ...); with ``per_parameter``, also
-    ``grad/<field>/<parameter name>``. Parameters without a gradient are skipped; with
-    no gradient at all the result is ``{}``.
+    ``grad/<field>/<parameter name>``; with ``extended``, the extended fields too
+    (``grad/kurtosis``, ``grad/underflow_e4m3``, ...). Parameters without a gradient
+    are skipped; with no gradient at all the result is ``{}``. DTensor gradients
+    (FSDP2) give the statistics of the full gradients on every rank (a collective).
+    With ``found_inf``, the step gate is written on the device first (see
+    :func:`gate_nonfinite`); building the returned dict is a host sync.
 
     Example:
         >>> import torch, fusedstats
@@ -63,28 +139,30 @@ def grad_stats(
         >>> g["grad/numel"], g["grad/norm"] > 0
         (8.0, True)
     """
-    named = []
-    for n, p in _named_parameters(model_or_named_parameters):
-        _check_tensor(n, p, "torch.Tensor with .grad")
-        if p.grad is not None:
-            named.append((n, p.grad))
+    named = _gradients(model_or_named_parameters)
     if not named:
+        if found_inf is not None:
+            found_inf.zero_()
         return {}
     names = [n for n, _ in named]
-    stats = _stats([g for _, g in named], names, None, 0.0, None)
+    stats = _stats([g for _, g in named], names, None, 0.0, None, extended)
+    if found_inf is not None:
+        _set_found_inf(stats, found_inf)
     host = stats.host()
-    out = _keyed(host[-1].tolist(), prefix)
+    out = _keyed(host[-1].tolist(), prefix, extended=extended)
     if per_parameter:
         for i, name in enumerate(names):
-            out.update(_keyed(host[i].tolist(), prefix, f"/{name}"))
+            out.update(_keyed(host[i].tolist(), prefix, f"/{name}", extended))
     return out
 
 
 def weight_stats(
     model: Any,
     prefix: str = "weights/",
-    dormant_threshold: float = 1e-6,
+    dormant_threshold: float | None = 1e-6,
     per_parameter: bool = False,
+    *,
+    extended: bool = False,
 ) -> dict[str, float]:
     """Statistics of all parameter values, plus the dormant-neuron fraction per layer.
 
@@ -92,8 +170,12 @@ def weight_stats(
     ``[out, in]``, ``weights/dormant_frac/<name>`` is the fraction of output rows
     whose mean ``|w|`` (over finite entries, divided by ``in``) is below
     ``dormant_threshold``, computed in the same pass; ``weights/dormant_frac`` is the
-    fraction over all rows of all 2-D weights. With ``per_parameter``, also
-    ``weights/<field>/<name>``.
+    fraction over all rows of all 2-D weights (``dormant_threshold=None``: not
+    counted). With ``per_parameter``, also ``weights/<field>/<name>``; with
+    ``extended``, the extended fields. DTensor parameters (FSDP2) give the statistics
+    of the full parameters on every rank; dormant rows of a weight sharded along its
+    rows (``Shard(1)``) cannot be counted from shards and raise ValueError (pass
+    ``dormant_threshold=None``).
 
     Example:
         >>> import torch, fusedstats
@@ -110,10 +192,14 @@ def weight_stats(
         _check_tensor(n, p, "torch.Tensor")
     names = [n for n, _ in named]
     values = [p.detach() for _, p in named]
-    row_lens = [int(v.shape[1]) if v.dim() == 2 and v.numel() > 0 else 0 for v in values]
-    stats = _stats(values, names, row_lens, float(dormant_threshold), None)
+    counting = dormant_threshold is not None
+    row_lens = [
+        int(v.shape[1]) if counting and v.dim() == 2 and v.numel() > 0 else 0 for v in values
+    ]
+    threshold = float(dormant_threshold) if dormant_threshold is not None else 0.0
+    stats = _stats(values, names, row_lens, threshold, None, extended)
     host = stats.host()
-    out = _keyed(host[-1].tolist(), prefix)
+    out = _keyed(host[-1].tolist(), prefix, extended=extended)
     dormant_col = COLUMN_INDEX["n_dormant_rows"]
     total_rows = 0
     total_dormant = 0.0
@@ -125,7 +211,7 @@ def weight_stats(
             total_rows += rows
             total_dormant += dormant
         if per_parameter:
-            out.update(_keyed(host[i].tolist(), prefix, f"/{name}"))
+            out.update(_keyed(host[i].tolist(), prefix, f"/{name}", extended))
     if total_rows:
         out[f"{prefix}dormant_frac"] = total_dormant / total_rows
     return out

@@ -12,7 +12,21 @@ from typing import Any
 
 import numpy as np
 
-from .columns import COLUMN_INDEX, COLUMNS, FIELDS
+from .columns import (
+    COLUMN_INDEX,
+    COLUMNS,
+    EXTENDED_FIELDS,
+    FIELDS,
+    FORMATS,
+    HIST_BIN_OFFSET,
+    HIST_BINS,
+    HIST_MAX_EXP,
+    HIST_MIN_EXP,
+)
+
+# Each format's smallest positive normal number (a power of two) and largest finite value.
+FORMAT_MIN_NORMAL = {"bf16": 2.0**-126, "fp16": 2.0**-14, "e4m3": 2.0**-6, "e5m2": 2.0**-14}
+FORMAT_MAX = {"bf16": 3.3895313892515355e38, "fp16": 65504.0, "e4m3": 448.0, "e5m2": 57344.0}
 
 
 def _as_torch(x: Any) -> Any:
@@ -54,6 +68,80 @@ def _row(x: Any, row_len: int, dormant_threshold: float) -> list[float]:
         rows = torch.where(finite_mask, x.abs(), torch.zeros_like(x)).reshape(-1, row_len)
         out["n_dormant_rows"] = float((rows.sum(dim=1) / row_len < dormant_threshold).sum())
     return [out[c] for c in COLUMNS]
+
+
+def _extended_row(x: Any) -> list[float]:
+    """The extended columns for the flat float64 tensor ``x``."""
+    import torch
+
+    f = x[torch.isfinite(x)]
+    n = f.numel()
+    out = dict.fromkeys(EXTENDED_FIELDS, math.nan)
+    if n >= 2:
+        d = f - f.mean()
+        m2 = float((d * d).sum())
+        if m2 > 0:
+            out["kurtosis"] = n * float((d**4).sum()) / (m2 * m2) - 3.0
+    nonzero = f[f != 0].abs()
+    if nonzero.numel():
+        min_abs = float(nonzero.min())
+        out["min_abs_nonzero"] = min_abs
+        out["dynamic_range_log2"] = math.log2(float(f.abs().max())) - math.log2(min_abs)
+    if n:
+        for fmt in FORMATS:
+            out[f"underflow_{fmt}"] = float((nonzero < FORMAT_MIN_NORMAL[fmt]).sum()) / n
+            out[f"overflow_{fmt}"] = float((f.abs() > FORMAT_MAX[fmt]).sum()) / n
+    return [out[c] for c in EXTENDED_FIELDS]
+
+
+def exponent_histogram(x: Any) -> Any:
+    """Counts of the finite elements of ``x`` by floor(log2|x|) (bins of
+    ``fusedstats.kernels.columns``), as an int64 tensor of HIST_BINS."""
+    import torch
+
+    f = x.reshape(-1).to(torch.float64)
+    f = f[torch.isfinite(f)]
+    counts = torch.zeros(HIST_BINS, dtype=torch.int64, device=f.device)
+    counts[0] = int((f == 0).sum())
+    nonzero = f[f != 0]
+    exponent = torch.frexp(nonzero).exponent.to(torch.int64) - 1  # |x| = m 2^e, m in [1, 2)
+    bins = torch.where(
+        exponent < HIST_MIN_EXP,
+        torch.full_like(exponent, 1),
+        torch.where(
+            exponent > HIST_MAX_EXP,
+            torch.full_like(exponent, HIST_BINS - 1),
+            exponent + HIST_BIN_OFFSET,
+        ),
+    )
+    counts += torch.bincount(bins, minlength=HIST_BINS)
+    return counts
+
+
+def stats_buffers(
+    tensors: Sequence[Any],
+    row_lens: Sequence[int] | None = None,
+    dormant_threshold: float = 0.0,
+    extended: bool = False,
+) -> tuple[Any, Any]:
+    """The kernel's buffers: ``[n + 1, width]`` float64 rows (with the extended columns
+    when asked) and, when extended, the ``[n + 1, HIST_BINS]`` int64 exponent
+    histograms (else None). Computed on the inputs' device.
+    """
+    import torch
+
+    rows = stats_buffer(tensors, row_lens, dormant_threshold)
+    if not extended:
+        return rows, None
+    flats = [_as_torch(t).detach().reshape(-1).to(torch.float64) for t in tensors]
+    everything = (
+        torch.cat(flats) if flats else torch.zeros(0, dtype=torch.float64, device=rows.device)
+    )
+    ext = torch.tensor(
+        [_extended_row(x) for x in [*flats, everything]], dtype=torch.float64, device=rows.device
+    )
+    hist = torch.stack([exponent_histogram(x) for x in [*flats, everything]]).to(rows.device)
+    return torch.cat([rows, ext], dim=1), hist
 
 
 def stats_buffer(
