@@ -149,6 +149,70 @@ def assert_matches_reference(
     assert_rows_close(buffer, expected, rtols, labels)
 
 
+def extended_mismatch(field: str, got: float, want: float, rtol: float) -> str:
+    """Why an extended column ``got`` is not within tolerance of ``want``; empty when it is.
+
+    Format fractions and the smallest nonzero |x| are exact; the dynamic range is a
+    difference of two correctly rounded log2; kurtosis is a ratio of moments, each
+    within ``rtol`` (float64 sums of the widened data)."""
+    if math.isnan(want) or math.isnan(got):
+        return "" if math.isnan(want) and math.isnan(got) else f"got {got!r}, expected {want!r}"
+    if field == "kurtosis":
+        tol = 4 * rtol * (abs(want) + 3.0)
+    elif field == "dynamic_range_log2":
+        tol = 1e-12 * max(1.0, abs(want))
+    else:
+        tol = 0.0
+    diff = abs(got - want)
+    return "" if diff <= tol else f"got {got!r}, expected {want!r} (|diff| {diff:.3g} > {tol:.3g})"
+
+
+def assert_extended_close(
+    rows: Any,
+    hist: Any,
+    tensors: Sequence[Any],
+    row_lens: Sequence[int] | None = None,
+    dormant_threshold: float = 0.0,
+) -> None:
+    """An extended buffer and its exponent histogram vs the reference: the base columns
+    as assert_matches_reference, the extended ones by extended_mismatch, histograms exact."""
+    from fusedstats.kernels.columns import EXTENDED_COLUMNS, EXTENDED_FIELDS
+
+    rows, hist = to_numpy(rows), to_numpy(hist)
+    n = len(tensors)
+    assert rows.shape == (n + 1, len(EXTENDED_COLUMNS)), f"rows shape {rows.shape}"
+    assert_matches_reference(rows[:, : len(COLUMNS)], tensors, None, row_lens, dormant_threshold)
+    want_rows, want_hist = reference.stats_buffers(
+        [
+            torch.from_numpy(x.astype(x.dtype.newbyteorder("=")))
+            if isinstance(x, np.ndarray)
+            else x
+            for x in tensors
+        ],
+        row_lens,
+        dormant_threshold,
+        extended=True,
+    )
+    want_rows, want_hist = to_numpy(want_rows), to_numpy(want_hist)
+    rtols = [rtol_for(x) for x in tensors]
+    rtols.append(max(rtols, default=RTOL_FLOAT64))
+    problems = []
+    for r in range(n + 1):
+        for field in EXTENDED_FIELDS:
+            c = EXTENDED_COLUMNS.index(field)
+            why = extended_mismatch(field, float(rows[r, c]), float(want_rows[r, c]), rtols[r])
+            if why:
+                problems.append(f"row {r}, column {field!r}: {why}")
+        differ = np.flatnonzero(hist[r] != want_hist[r])
+        if differ.size:
+            bins = differ[:8]
+            problems.append(
+                f"row {r}: histogram bins {bins.tolist()} are {hist[r][bins].tolist()}, "
+                f"expected {want_hist[r][bins].tolist()}"
+            )
+    assert not problems, f"{len(problems)} mismatches:\n" + "\n".join(problems[:20])
+
+
 def assert_bitwise_equal(a: Any, b: Any, what: str = "buffers") -> None:
     """Bit-identical (NaN payloads and signed zeros included)."""
     a = np.ascontiguousarray(np.atleast_2d(to_numpy(a)))

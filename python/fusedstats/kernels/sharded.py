@@ -155,7 +155,9 @@ def sharded_stats(
     dispatch.records(prep, dormant_threshold, extended, local_records, accumulate=False)
     world = len(group_ranks)
     gathered = local_records.new_empty((world * n, local_records.shape[1]))
-    dist.all_gather_into_tensor(gathered, local_records, group=group)
+    # all_gather_single is the newer name of all_gather_into_tensor (which warns there)
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather(gathered, local_records, group=group)
     include = _include_mask([(m, p) for _, m, p in views], group_ranks, gathered.device, torch)
     merged = local_records.new_empty(local_records.shape)
     dispatch.merge(gathered, world, n, extended, include, merged)
