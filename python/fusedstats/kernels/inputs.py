@@ -109,7 +109,7 @@ def _reject_exotic(x: Any, what: str, torch: Any) -> None:
         raise ValueError(f"{what} is on device {x.device}; supported: cpu, cuda")
 
 
-def _check_extent(x: Any, what: str) -> None:
+def _check_extent(x: Any, what: str, contiguous: bool = False) -> None:
     """TypeError unless every element of ``x`` lies inside its storage."""
     numel = x.numel()
     if numel == 0:
@@ -119,13 +119,17 @@ def _check_extent(x: Any, what: str) -> None:
             f"{what} has {numel} elements but no data (data_ptr() is 0: its storage was "
             "freed or resized to 0, as FSDP does with unsharded parameters)"
         )
-    last = x.storage_offset()
-    for size, stride in zip(x.shape, x.stride(), strict=True):
-        if stride < 0:
-            raise TypeError(f"{what} has a negative stride {x.stride()}")
-        last += (size - 1) * stride
+    offset = x.storage_offset()
+    if contiguous:
+        last = offset + numel - 1
+    else:
+        last = offset
+        for size, stride in zip(x.shape, x.stride(), strict=True):
+            if stride < 0:
+                raise TypeError(f"{what} has a negative stride {x.stride()}")
+            last += (size - 1) * stride
     nbytes = x.untyped_storage().nbytes()
-    if x.storage_offset() < 0 or (last + 1) * x.element_size() > nbytes:
+    if offset < 0 or (last + 1) * x.element_size() > nbytes:
         raise TypeError(
             f"{what} reaches past the end of its storage (offset {x.storage_offset()}, "
             f"sizes {tuple(x.shape)}, strides {x.stride()}, storage {nbytes} bytes)"
@@ -257,6 +261,7 @@ def _describe_all(
     items: Sequence[Any], names: Sequence[str] | None, prep: Prepared, torch: Any | None
 ) -> None:
     plain = (torch.Tensor, torch.nn.Parameter) if torch is not None else ()
+    strided = torch.strided if torch is not None else None
     tensor_type = torch.Tensor if torch is not None else ()
     codes = torch_dtype_codes(torch) if torch is not None else {}
     first_key: Any = None
@@ -272,11 +277,18 @@ def _describe_all(
             else:
                 kind, key = "other", None
             code = codes.get(item.dtype)
-            if code is None or kind == "other" or not item.is_contiguous() or item.is_neg():
+            if (
+                code is None
+                or kind == "other"
+                or item.layout is not strided
+                or item.is_nested
+                or not item.is_contiguous()
+                or item.is_neg()
+            ):
                 x, code, copied = readable_tensor(item, label(i, names), torch)
                 prep.n_copied += copied
             else:
-                _check_extent(item, label(i, names))
+                _check_extent(item, label(i, names), contiguous=True)
                 x = item
             ptr, numel = x.data_ptr(), x.numel()
         elif isinstance(item, tensor_type):
