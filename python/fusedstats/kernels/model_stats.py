@@ -40,9 +40,17 @@ def _check_tensor(name: str, value: Any, what: str) -> None:
         raise TypeError(f"parameter {name!r} is a {type(value).__name__}; expected a {what}")
 
 
-def _keyed(
-    row: list[float], prefix: str, suffix: str = "", extended: bool = False
-) -> dict[str, float]:
+def _rows(stats: TensorStats) -> list[Any]:
+    """The buffer's rows: lists of python floats (one host sync), or, inside
+    torch.compile, rows of 0-d float64 tensors (no sync, no graph break)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.compiler.is_compiling():
+        buf = stats.as_tensor()
+        return [buf[i] for i in range(buf.shape[0])]
+    return stats.host().tolist()  # type: ignore[no-any-return]
+
+
+def _keyed(row: Any, prefix: str, suffix: str = "", extended: bool = False) -> dict[str, Any]:
     fields = (*FIELDS, *EXTENDED_FIELDS) if extended else FIELDS
     return {
         f"{prefix}{_METTA_NAMES.get(f, f)}{suffix}": row[EXTENDED_COLUMN_INDEX[f]] for f in fields
@@ -68,8 +76,8 @@ def _set_found_inf(stats: TensorStats, found_inf: Any) -> None:
         or not found_inf.is_floating_point()
     ):
         raise TypeError(
-            "found_inf must be a floating-point torch.Tensor (like GradScaler's: "
-            f"torch.zeros(1, device=...)), got {type(found_inf).__name__}"
+            "found_inf must be a floating-point torch.Tensor (e.g. "
+            f"torch.zeros((), device=...)), got {type(found_inf).__name__}"
         )
     buf = stats.as_tensor()
     if not isinstance(buf, torch.Tensor):
@@ -85,10 +93,11 @@ def gate_nonfinite(
     """Writes the step gate of a fused optimizer, with no host sync.
 
     One fused pass over all gradients; ``found_inf`` (a float tensor on their
-    device, e.g. ``torch.zeros(1, device=dev)``) becomes 1.0 if any gradient holds a
+    device, e.g. ``torch.zeros((), device=dev)``) becomes 1.0 if any gradient holds a
     NaN or Inf, else 0.0 — on the device. Give the same tensor to a fused optimizer
-    (``opt.found_inf = found_inf`` for ``torch.optim.AdamW(fused=True)``, as
-    ``torch.amp.GradScaler`` does) and it skips the step on the device. The returned
+    (``opt.found_inf = found_inf`` for ``torch.optim.AdamW(fused=True)``, which reads
+    that attribute as it does ``torch.amp.GradScaler``'s; it must be 0-d there, the
+    shape of the optimizer's step counters) and it skips the step on the device. The returned
     TensorStats is read later (the only sync); ``first_nonfinite()`` names the first
     parameter whose gradient was not finite. None when no parameter has a gradient
     (``found_inf`` is then set to 0).
@@ -98,7 +107,7 @@ def gate_nonfinite(
         >>> layer = torch.nn.Linear(2, 1)
         >>> layer(torch.ones(1, 2)).sum().backward()
         >>> layer.bias.grad[0] = float("nan")
-        >>> flag = torch.zeros(1)
+        >>> flag = torch.zeros(())
         >>> stats = fusedstats.gate_nonfinite(layer, flag)
         >>> flag.item(), stats.first_nonfinite()
         (1.0, 'bias')
@@ -129,7 +138,8 @@ def grad_stats(
     are skipped; with no gradient at all the result is ``{}``. DTensor gradients
     (FSDP2) give the statistics of the full gradients on every rank (a collective).
     With ``found_inf``, the step gate is written on the device first (see
-    :func:`gate_nonfinite`); building the returned dict is a host sync.
+    :func:`gate_nonfinite`); building the returned dict is a host sync. Inside
+    ``torch.compile`` the values are 0-d float64 tensors instead (no sync).
 
     Example:
         >>> import torch, fusedstats
@@ -148,11 +158,11 @@ def grad_stats(
     stats = _stats([g for _, g in named], names, None, 0.0, None, extended)
     if found_inf is not None:
         _set_found_inf(stats, found_inf)
-    host = stats.host()
-    out = _keyed(host[-1].tolist(), prefix, extended=extended)
+    rows = _rows(stats)
+    out = _keyed(rows[-1], prefix, extended=extended)
     if per_parameter:
         for i, name in enumerate(names):
-            out.update(_keyed(host[i].tolist(), prefix, f"/{name}", extended))
+            out.update(_keyed(rows[i], prefix, f"/{name}", extended))
     return out
 
 
@@ -198,20 +208,20 @@ def weight_stats(
     ]
     threshold = float(dormant_threshold) if dormant_threshold is not None else 0.0
     stats = _stats(values, names, row_lens, threshold, None, extended)
-    host = stats.host()
-    out = _keyed(host[-1].tolist(), prefix, extended=extended)
+    rows = _rows(stats)
+    out = _keyed(rows[-1], prefix, extended=extended)
     dormant_col = COLUMN_INDEX["n_dormant_rows"]
     total_rows = 0
-    total_dormant = 0.0
+    total_dormant: Any = 0.0
     for i, (name, v) in enumerate(zip(names, values, strict=True)):
         if row_lens[i] > 0:
-            rows = int(v.shape[0])
-            dormant = float(host[i, dormant_col])
-            out[f"{prefix}dormant_frac/{name}"] = dormant / rows
-            total_rows += rows
-            total_dormant += dormant
+            n_rows = int(v.shape[0])
+            dormant = rows[i][dormant_col]
+            out[f"{prefix}dormant_frac/{name}"] = dormant / n_rows
+            total_rows += n_rows
+            total_dormant = total_dormant + dormant
         if per_parameter:
-            out.update(_keyed(host[i].tolist(), prefix, f"/{name}", extended))
+            out.update(_keyed(rows[i], prefix, f"/{name}", extended))
     if total_rows:
         out[f"{prefix}dormant_frac"] = total_dormant / total_rows
     return out
