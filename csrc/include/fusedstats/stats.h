@@ -158,9 +158,6 @@ static_assert(sizeof(Partial) == 14 * 8, "Partial must be 8-byte words");
 static_assert(sizeof(ExtPartial) == 7 * 8, "ExtPartial must be 8-byte words");
 
 constexpr double kMaxFinite = 1.7976931348623157e308;
-// Above this magnitude x - shift can overflow (|x - shift| <= 2|x|): such data is
-// taken in half units (exact: scaling by 0.5 loses nothing at these magnitudes).
-constexpr double kHalfScaleAbove = 8.98846567431158e307;  // 2^1023
 
 FS_FN double fs_inf() { return HUGE_VAL; }
 FS_FN double fs_nan() { return NAN; }
@@ -425,9 +422,16 @@ FS_FN void count_over(double ax, int64_t* n_over) {
 
 // ---- statistics of one small tile --------------------------------------------
 
+// The shift a tile with mean estimate m0 takes: the accumulator's (NaN when it has
+// none yet), unless the tile's mean relative to it would overflow (data at both ends
+// of the float64 range); the merge then rebases the two shifts in half units.
+FS_FN double shift_near(double shift, double m0) {
+  return shift == shift && fs_finite(m0 - shift) ? shift : m0;
+}
+
 // The exact path, for any tile: NaN and ±Inf counted, finite values taken two-pass
 // (one sweep for counts/sum/l1/extremes, a second for deviations from their mean),
-// and data near ±1.8e308 taken in half units so that nothing overflows into a NaN.
+// and data near ±1.8e308 taken in scaled units so that nothing overflows into a NaN.
 // Scalar code: it runs only for tiles holding NaN/Inf or huge values.
 template <int32_t D, bool kExt>
 FS_FN void tile_stats_slow(const typename Elem<D>::T* v, int64_t n, double shift, Partial& t,
@@ -459,15 +463,28 @@ FS_FN void tile_stats_slow(const typename Elem<D>::T* v, int64_t n, double shift
   if (t.n_finite == 0) return;
   const double nd = static_cast<double>(t.n_finite);
   const double abs_max = fabs(t.min) > fabs(t.max) ? fabs(t.min) : fabs(t.max);
-  const double scale = abs_max >= kHalfScaleAbove ? 0.5 : 1.0;
-  double m0 = t.sum / nd;
-  if (!fs_finite(m0)) {  // the sum overflowed: a mean of x/n never does
-    m0 = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-      const double x = static_cast<double>(Elem<D>::load(v[i]));
-      if (x == x && fabs(x) <= kMaxFinite) m0 += x / nd;
+  // Deviations are taken in units of 1/scale, a power of two small enough that no
+  // partial sum of n deviations (each at most 2 abs_max) can overflow; exact, and 1
+  // for any data below ~1e300.
+  double scale = 1.0;
+  while (abs_max * scale > kMaxFinite / (2.0 * nd)) scale *= 0.5;
+  // m0 = K + Σ(x - K)/n about the first finite value K, in scaled units: constant data
+  // gives K exactly (Σx/n would not, and at 1e308 its rounding alone makes deviations
+  // whose squares overflow), and nothing overflows on the way.
+  double k = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = static_cast<double>(Elem<D>::load(v[i]));
+    if (x == x && fabs(x) <= kMaxFinite) {
+      k = x;
+      break;
     }
   }
+  double sk = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = static_cast<double>(Elem<D>::load(v[i]));
+    if (x == x && fabs(x) <= kMaxFinite) sk += x * scale - k * scale;
+  }
+  const double m0 = (k * scale + sk / nd) / scale;
   double sd = 0.0, m2 = 0.0, m3 = 0.0, m4 = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     const double x = static_cast<double>(Elem<D>::load(v[i]));
@@ -483,9 +500,10 @@ FS_FN void tile_stats_slow(const typename Elem<D>::T* v, int64_t n, double shift
   }
   const double c = sd / nd;  // corrects the rounding of m0 (in scaled units)
   const double inv2 = 1.0 / (scale * scale);
-  t.shift = shift == shift ? shift : m0;  // NaN: no shift yet, this tile sets it
+  t.shift = shift_near(shift, m0);
   t.mean = (m0 - t.shift) + c / scale;
-  t.m2 = (m2 - sd * c) * inv2;
+  // Σd² beyond range: M2 is too (the correction is smaller than Σd²); inf - inf is not.
+  t.m2 = fs_finite(m2) ? (m2 - sd * c) * inv2 : m2;
   t.sumsq = t.m2 + nd * (m0 + c / scale) * (m0 + c / scale);
   if (kExt) {
     te->m3 = (m3 - 3.0 * c * m2 + 2.0 * nd * c * c * c) * (inv2 / scale);
@@ -546,7 +564,7 @@ FS_FN bool tile_stats_two_pass(const typename Elem<D>::T* v, int64_t n, double s
   t.n_finite = n;
   t.sum = s;
   t.l1 = a;
-  t.shift = shift == shift ? shift : m0;  // NaN: no shift yet, this tile sets it
+  t.shift = shift_near(shift, m0);
   const double c = sd / nd;
   t.mean = (m0 - t.shift) + c;
   t.m2 = m - sd * c;
