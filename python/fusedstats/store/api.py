@@ -46,15 +46,17 @@ from uuid import UUID
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse as _JSONResponse
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictFloat,
     StrictInt,
     StringConstraints,
+    WithJsonSchema,
 )
 
 from .protocol import MAX_STATUS_LENGTH, RunNotFoundError
@@ -89,6 +91,10 @@ __all__ = [
 
 #: Text without NUL (PostgreSQL cannot store it), checked by the schema itself.
 _NO_NUL = r"^[^\x00]*$"
+#: Text that a database stores: no NUL. (A lone surrogate, which JSON can carry in an
+#: escape and no database stores, is refused by pydantic itself: no JSON Schema pattern
+#: says it portably.)
+_TEXT = _NO_NUL
 _FLOAT_MAX = int(sys.float_info.max)
 
 
@@ -101,64 +107,78 @@ def _utf8(value: str) -> str:
     return value
 
 
-Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+def _integral(value: Any) -> Any:
+    """A float without a fraction as the int it is: JSON does not tell ``3.0`` from
+    ``3`` (the schema's "integer" takes both); anything else as it is (a string stays a
+    string, and is refused)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# The bounds before the validator: after it, pydantic would not write them as JSON Schema.
+Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX), BeforeValidator(_integral)]
 Text = Annotated[
-    str, StringConstraints(max_length=MAX_TEXT_LENGTH, pattern=_NO_NUL), AfterValidator(_utf8)
+    str, StringConstraints(max_length=MAX_TEXT_LENGTH, pattern=_TEXT), AfterValidator(_utf8)
 ]
+_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": _TEXT}
 MetricKey = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH, pattern=_NO_NUL),
+    StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH, pattern=_TEXT),
     AfterValidator(_utf8),
 ]
+_VALUE_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": -sys.float_info.max, "maximum": sys.float_info.max},
+        {"type": "string", "enum": ["nan", "inf", "-inf"]},
+    ]
+}
 #: A payload value: a float, an int within the float range, or a non-finite name.
-MetricValue = (
+MetricValue = Annotated[
     StrictFloat
     | Annotated[StrictInt, Field(ge=-_FLOAT_MAX, le=_FLOAT_MAX)]
-    | Literal["nan", "inf", "-inf"]
-)
+    | Literal["nan", "inf", "-inf"],
+    WithJsonSchema(_VALUE_SCHEMA),
+]
+
+
+def _payload_schema(schema: dict[str, Any]) -> None:
+    """The payload as JSON Schema says it: every key (not only those matching a
+    pattern) a non-empty string without NUL, every value a number in float range or a
+    non-finite name (pydantic would write the key pattern as ``patternProperties``)."""
+    schema["properties"]["payload"] = {
+        "type": "object",
+        "title": "Payload",
+        "maxProperties": MAX_PAYLOAD_KEYS,
+        "propertyNames": _KEY_SCHEMA,
+        "additionalProperties": _VALUE_SCHEMA,
+    }
+
+
 IdempotencyKey = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_LENGTH, pattern=_NO_NUL),
+    StringConstraints(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_LENGTH, pattern=_TEXT),
     AfterValidator(_utf8),
 ]
 
 
 def _check_attributes(value: dict[str, Any]) -> dict[str, Any]:
-    """Epoch attributes a database stores and any reader parses: not nested deeper than
-    MAX_JSON_DEPTH, no NUL or lone surrogate in a key or string, numbers in float range."""
+    """Epoch attributes any reader can parse: nested at most MAX_JSON_DEPTH deep (a
+    deeper document exhausts the recursion limit of whoever reads it)."""
     if json_depth(value) > MAX_JSON_DEPTH:
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels of objects and arrays")
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key in item:
-                _check_string(key)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
-            _check_string(item)
-        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > _FLOAT_MAX:
-            raise ValueError("an integer beyond the float range")
     return value
-
-
-def _check_string(text: str) -> None:
-    if "\x00" in text:
-        raise ValueError("NUL characters cannot be stored")
-    _utf8(text)
 
 
 Attributes = Annotated[
     dict[str, Any],
     AfterValidator(_check_attributes),
-    Field(description=f"JSON, nested at most {MAX_JSON_DEPTH} deep, no NUL in strings"),
+    Field(description=f"any JSON object, nested at most {MAX_JSON_DEPTH} levels deep"),
 ]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
 
 
 class RunIn(_Body):
@@ -172,7 +192,7 @@ class RunIn(_Body):
 class StatusIn(_Body):
     status: Annotated[
         str,
-        StringConstraints(min_length=1, max_length=MAX_STATUS_LENGTH, pattern=_NO_NUL),
+        StringConstraints(min_length=1, max_length=MAX_STATUS_LENGTH, pattern=_TEXT),
         AfterValidator(_utf8),
     ]
 
@@ -185,6 +205,10 @@ class EpochIn(_Body):
 
 
 class MetricsIn(_Body):
+    model_config = ConfigDict(
+        extra="forbid", regex_engine="python-re", json_schema_extra=_payload_schema
+    )
+
     step: Int64
     epoch: Int64 | None = None
     payload: Annotated[dict[MetricKey, MetricValue], Field(max_length=MAX_PAYLOAD_KEYS)]
@@ -256,6 +280,31 @@ class PayloadOut(BaseModel):
     payload: dict[str, OutValue]
 
 
+_SERIES_RESPONSE: dict[str, Any] = {
+    "description": "``[[step, value], ...]`` by step",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "array",
+                # [step, value]: an integer, then a number or a non-finite name. (Not
+                # as prefixItems: schemathesis rewrites that into a form it refuses.)
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "anyOf": [
+                            {"type": "number"},
+                            {"type": "string", "enum": ["nan", "inf", "-inf"]},
+                        ]
+                    },
+                    "minItems": 2,
+                    "maxItems": 2,
+                },
+            }
+        }
+    },
+}
+
+
 class HealthOut(BaseModel):
     status: Literal["ok"]
 
@@ -291,6 +340,14 @@ _READ = _responses(401, 422, 503)
 _READ_RUN = _responses(401, 404, 422, 503)
 _WRITE = _responses(400, 401, 403, 413, 422, 503)
 _WRITE_RUN = _responses(400, 401, 403, 404, 413, 422, 503)
+
+
+class JSONResponse(_JSONResponse):
+    """JSON with every non-ASCII character escaped: a lone surrogate stored inside an
+    epoch's attributes (JSON escapes can carry one) still makes valid UTF-8."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 class BodyTooLargeError(HTTPException):
@@ -431,12 +488,41 @@ def create_app(
     # Outside FastAPI's exception middleware: a 413 raised while the body is read is
     # turned into a response there; a 401/403 and an announced 413 are answered by Guard.
     app.add_middleware(Guard, token=token, limit=max_body_bytes, read_token=read_token or None)
+    _publish_exact_int64_bounds(app)
     _add_error_handlers(app)
     reader = [Depends(_token_check(token, read_token, write=False))]
     writer = [Depends(_token_check(token, read_token, write=True))]
     _add_read_routes(app, store, reader)
     _add_write_routes(app, store, writer)
     return app
+
+
+def _publish_exact_int64_bounds(app: FastAPI) -> None:
+    """FastAPI writes JSON Schema bounds as floats, so the 64-bit bounds of steps and
+    epochs would read as +-2**63 (one past the largest step): put the exact integers
+    back, so that the description and the server agree to the last integer."""
+    make = app.openapi
+
+    def exact() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _with_int64_bounds(make())
+        return app.openapi_schema
+
+    app.openapi = exact  # type: ignore[method-assign]
+
+
+def _with_int64_bounds(spec: Any) -> Any:
+    if isinstance(spec, dict):
+        fixed = {key: _with_int64_bounds(value) for key, value in spec.items()}
+        if fixed.get("type") == "integer":
+            if fixed.get("maximum") == float(INT64_MAX):
+                fixed["maximum"] = INT64_MAX
+            if fixed.get("minimum") == float(INT64_MIN):
+                fixed["minimum"] = INT64_MIN
+        return fixed
+    if isinstance(spec, list):
+        return [_with_int64_bounds(item) for item in spec]
+    return spec
 
 
 def _token_check(token: str, read_token: str | None, *, write: bool) -> Callable[..., None]:
@@ -485,6 +571,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RecursionError)
     async def _too_deep(_: Request, error: RecursionError) -> JSONResponse:
         return JSONResponse({"detail": "the request nests too deep"}, status_code=422)
+
+    @app.exception_handler(sa.exc.DataError)
+    async def _unstorable(_: Request, error: sa.exc.DataError) -> JSONResponse:
+        # PostgreSQL refuses what SQLite takes (a NUL in an attribute, ...).
+        return JSONResponse({"detail": f"the database cannot store a value: {error.orig}"}, 422)
 
     @app.exception_handler(sa.exc.OperationalError)
     async def _unavailable(_: Request, error: sa.exc.OperationalError) -> JSONResponse:
@@ -545,7 +636,7 @@ def _add_read_routes(app: FastAPI, store: SqlStatsStore, reader: list[Any]) -> N
     @app.get(
         "/runs/{run_id}/series",
         dependencies=reader,
-        responses={200: {"model": list[tuple[int, OutValue]]}, **_READ},
+        responses={200: _SERIES_RESPONSE, **_READ},
     )
     def metric_series(
         run_id: UUID,
