@@ -79,5 +79,5 @@ def test_the_description_names_the_errors_each_route_can_answer(api_server, api_
                 assert {"401", "422"} <= codes, (method, path, codes)
             if method in ("post", "put"):
                 assert {"403", "413", "422"} <= codes, (method, path, codes)
-            if "{run_id}" in path and method != "get" or path == "/runs/{run_id}":
+            if ("{run_id}" in path and method != "get") or path == "/runs/{run_id}":
                 assert "404" in codes, (method, path, codes)
