@@ -118,10 +118,11 @@ class Server:
         self.proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "fusedstats.store.server", "--db", str(db)),
-                *("--host", "127.0.0.1", "--port", str(self.port), "--token", TOKEN),
+                *("--host", "127.0.0.1", "--port", str(self.port)),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "FUSEDSTATS_SERVER_TOKEN": TOKEN},  # not in the process list
         )
         import httpx
 

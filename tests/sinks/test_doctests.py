@@ -6,6 +6,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "fusedstats.sinks._lane",
     "fusedstats.sinks.base",
     "fusedstats.sinks.console",
     "fusedstats.sinks.jsonl",

@@ -16,6 +16,11 @@ from fusedstats.sinks import JsonlSink, SinkRunner, replay_spool
 from fusedstats.sinks import runner as runner_module
 
 
+def counts(**nonzero: int) -> dict[str, int]:
+    """A sink's full counters: the ones given, every other one 0."""
+    return {name: nonzero.get(name, 0) for name in runner_module.COUNTER_NAMES}
+
+
 def payload(i: int) -> dict[str, float]:
     return {"overview/sps": 1000.0 + i, "metric/agent_step": float(10 * i)}
 
@@ -42,13 +47,7 @@ def test_delivers_every_payload_in_order_to_every_sink():
     assert first.closed and second.closed
     counters = runner.counters
     assert counters["runner"] == {"submitted": 50, "dropped_queue_full": 0}
-    assert counters["first"] == {
-        "delivered": 50,
-        "failed": 0,
-        "retried": 0,
-        "spooled": 0,
-        "timed_out": 0,
-    }
+    assert counters["first"] == counts(delivered=50)
 
 
 def test_submit_copies_the_payload():
@@ -92,39 +91,25 @@ def test_a_raising_and_a_sleeping_sink_do_not_hold_back_a_good_one(tmp_path, cap
     assert [json.loads(line)["step"] for line in lines] == [10 * i for i in range(20)]
 
     counters = runner.counters
-    assert counters["jsonl"] == {
-        "delivered": 20,
-        "failed": 0,
-        "retried": 0,
-        "spooled": 0,
-        "timed_out": 0,
-    }
-    assert counters["raising"] == {
-        "delivered": 0,
-        "failed": 20,
-        "retried": 40,
-        "spooled": 20,
-        "timed_out": 0,
-    }
-    assert raising.attempts == 60
+    assert counters["jsonl"] == counts(delivered=20)
+    # Three payloads fail (3 attempts each), then the breaker opens: the rest are spooled
+    # without calling the sink.
+    assert counters["raising"] == counts(
+        failed=3, retried=6, spooled=20, skipped=17, circuit_opened=1
+    )
+    assert raising.attempts == 9
     # The first write hangs past the timeout; the others find the sink busy with it.
-    assert counters["sleeping"] == {
-        "delivered": 0,
-        "failed": 20,
-        "retried": 0,
-        "spooled": 20,
-        "timed_out": 1,
-    }
+    assert counters["sleeping"] == counts(failed=20, spooled=20, timed_out=1)
     steps = [10 * i for i in range(20)]
     assert [r["step"] for r in spool_lines(spool / "raising.jsonl")] == steps
     # The write still running at close is spooled then, after the ones that came later.
     assert [r["step"] for r in spool_lines(spool / "sleeping.jsonl")] == steps[1:] + steps[:1]
     # One WARNING per bad sink, with the exception for the raising one; the rest at DEBUG.
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert [r.getMessage().split(":")[0] for r in warnings] == ["sink 'raising'", "sink 'sleeping'"]
-    assert isinstance(warnings[0].exc_info[1], ConnectionError)
+    warnings = {r.getMessage().split(":")[0]: r for r in caplog.records if r.levelno >= 30}
+    assert sorted(warnings) == ["sink 'raising'", "sink 'sleeping'"]
+    assert isinstance(warnings["sink 'raising'"].exc_info[1], ConnectionError)
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
-    assert len(debug) >= 19 + 19  # every later problem of both sinks
+    assert len(debug) >= 2 + 19  # every later problem of both sinks
 
 
 def test_a_write_that_times_out_and_ends_later_is_counted_delivered():
@@ -136,13 +121,7 @@ def test_a_write_that_times_out_and_ends_later_is_counted_delivered():
     runner.submit(payload(1), step=10, epoch=1)
     slow.release()
     runner.close()
-    assert runner.counters["sleeping"] == {
-        "delivered": 2,
-        "failed": 0,
-        "retried": 0,
-        "spooled": 0,
-        "timed_out": 1,
-    }
+    assert runner.counters["sleeping"] == counts(delivered=2, timed_out=1)
     assert [step for _, step, _ in slow.received] == [0, 10]
 
 
@@ -151,13 +130,7 @@ def test_retries_back_off_exponentially_then_succeed():
     runner = SinkRunner([flaky], retries=3, backoff_s=0.05)
     runner.submit(payload(0), step=0, epoch=0)
     runner.close()
-    assert runner.counters["flaky"] == {
-        "delivered": 1,
-        "failed": 0,
-        "retried": 3,
-        "spooled": 0,
-        "timed_out": 0,
-    }
+    assert runner.counters["flaky"] == counts(delivered=1, retried=3)
     gaps = [later - earlier for earlier, later in itertools.pairwise(flaky.times)]
     assert len(gaps) == 3
     for gap, backoff in zip(gaps, (0.05, 0.1, 0.2), strict=True):
@@ -192,26 +165,43 @@ def test_queue_full_refuses_fast_and_spools(tmp_path):
     assert [step for _, step, _ in stuck.received] == [0, 10, 20]
 
 
-@pytest.mark.parametrize("spool", [False, True])
-def test_queue_full_past_what_can_be_spooled_loses_the_payload_and_says_so(spool, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG, logger="fusedstats.sinks")
+def test_a_full_queue_of_a_hanging_sink_is_spooled_while_it_hangs(tmp_path):
     stuck = SleepingSink(5.0)
-    runner = SinkRunner([stuck], queue_size=1, spool_dir=tmp_path if spool else None)
+    runner = SinkRunner([stuck], queue_size=1, spool_dir=tmp_path)
     try:
         runner.submit(payload(0), step=0, epoch=0)
         assert stuck.entered.wait(5.0)
         runner.submit(payload(1), step=10, epoch=1)
-        # 4 x queue_size wait in memory for the spool, the rest is lost.
+        for i in range(2, 40):  # far more than 4 x queue_size: spooled as they come
+            assert runner.submit(payload(i), step=10 * i, epoch=i) is False
+            wait_for(lambda i=i: runner.counters["sleeping"]["spooled"] == i - 1)
+    finally:
+        stuck.release()
+    report = runner.close()
+    assert runner.counters["runner"]["dropped_queue_full"] == 38
+    assert runner.counters["sleeping"] == counts(delivered=2, spooled=38, skipped=38)
+    assert report.complete and report.sinks["sleeping"].spooled == 38
+
+
+def test_a_full_queue_without_a_spool_loses_the_payload_and_says_so(caplog):
+    caplog.set_level(logging.DEBUG, logger="fusedstats.sinks")
+    stuck = SleepingSink(5.0)
+    runner = SinkRunner([stuck], queue_size=1)
+    try:
+        runner.submit(payload(0), step=0, epoch=0)
+        assert stuck.entered.wait(5.0)
+        runner.submit(payload(1), step=10, epoch=1)
         refused = [runner.submit(payload(i), step=10 * i, epoch=i) for i in range(2, 8)]
         assert refused == [False] * 6
     finally:
         stuck.release()
-    runner.close()
+    report = runner.close()
     assert runner.counters["runner"]["dropped_queue_full"] == 6
-    assert runner.counters["sleeping"]["spooled"] == (4 if spool else 0)
+    assert runner.counters["sleeping"] == counts(delivered=2, skipped=6, lost=6)
+    assert not report.complete and report.sinks["sleeping"].lost == 6
+    assert "6 LOST" in str(report)
     lost = [r for r in caplog.records if "payload lost" in r.getMessage()]
-    assert [r.levelname for r in lost] == ["WARNING"] + ["DEBUG"] * (len(lost) - 1)
-    assert len(lost) == (2 if spool else 6)
+    assert [r.levelname for r in lost] == ["WARNING"] + ["DEBUG"] * 5
 
 
 def test_replay_spool_delivers_in_order_and_keeps_what_fails(tmp_path, caplog):
@@ -231,9 +221,11 @@ def test_replay_spool_delivers_in_order_and_keeps_what_fails(tmp_path, caplog):
     assert len(kept) == 4
 
     target = RecordingSink()
-    assert replay_spool(path, target) == 3
+    count = replay_spool(path, target)
+    assert count == 3 and count.bad == 1 and count.kept == 0
     assert not path.exists()
-    assert "not a record" in caplog.text
+    assert "not records" in caplog.text
+    assert count.bad_path.read_text() == '{"step": 9, "payl\n'  # kept aside, not lost
     assert [step for _, step, _ in target.received] == [2, 3, 4]
     assert [p["x"] for p, _, _ in target.received] == [math.inf, -math.inf, 2.5]
     assert replay_spool(path, target) == 0  # nothing left
@@ -275,18 +267,22 @@ def test_close_is_bounded_when_a_sink_close_hangs_and_is_idempotent(caplog):
 
 
 def test_close_out_of_time_spools_what_is_left(tmp_path):
-    slow = SleepingSink(0.2)
+    slow = SleepingSink(0.3)
     runner = SinkRunner([slow], timeout_s=1.0, spool_dir=tmp_path)
     for i in range(5):
         runner.submit(payload(i), step=i, epoch=0)
-    runner.close(timeout_s=0.1)
-    wait_for(lambda: not runner._thread.is_alive())
+    start = time.perf_counter()
+    report = runner.close(timeout_s=0.5)
+    assert time.perf_counter() - start < 0.5 + 0.25
     counters = runner.counters["sleeping"]
     assert counters["delivered"] + counters["spooled"] == 5
     assert counters["spooled"] >= 3
-    delivered = [step for _, step, _ in slow.received]
+    assert report.complete and report.sinks["sleeping"].spooled == counters["spooled"]
+    # Right when close() returns, every payload is delivered or on disk.
     spooled = [r["step"] for r in spool_lines(tmp_path / "sleeping.jsonl")]
+    delivered = [step for _, step, _ in slow.received][: counters["delivered"]]
     assert sorted(delivered + spooled) == [0, 1, 2, 3, 4]
+    slow.release()
 
 
 def test_sinks_with_the_same_name_are_told_apart(tmp_path):
@@ -326,17 +322,15 @@ def test_bad_settings_are_refused_at_construction(kwargs):
 
 def test_later_problems_are_counted_in_a_periodic_warning(monkeypatch, caplog):
     monkeypatch.setattr(runner_module, "_SUMMARY_EVERY_S", 0.0)
-    runner = SinkRunner([RaisingSink()], retries=0)
+    runner = SinkRunner([RaisingSink()], retries=0, breaker_failures=10)
     for i in range(3):
         runner.submit(payload(i), step=i, epoch=0)
     runner.close()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings[0].startswith("sink 'raising': write failed 1 time(s)")
     assert warnings[1:] == [
-        "sink 'raising': 2 problems so far, counters {'delivered': 0, 'failed': 2, "
-        "'retried': 0, 'spooled': 0, 'timed_out': 0}",
-        "sink 'raising': 3 problems so far, counters {'delivered': 0, 'failed': 3, "
-        "'retried': 0, 'spooled': 0, 'timed_out': 0}",
+        f"sink 'raising': 2 problems so far, counters {counts(failed=2, lost=1)}",
+        f"sink 'raising': 3 problems so far, counters {counts(failed=3, lost=2)}",
     ]
 
 
@@ -358,12 +352,13 @@ def test_writes_around_the_timeout_are_each_counted_once(tmp_path):
         time.sleep(0.005)
     runner.close()
     time.sleep(0.05)  # a write still running at close ends; its outcome is not counted
-    counts = runner.counters["jittery"]
-    assert counts["delivered"] + counts["failed"] == 60
-    assert counts["spooled"] == counts["failed"]
-    assert counts["timed_out"] > 0
+    got = runner.counters["jittery"]
+    # Timeouts open the breaker at times: those payloads are skipped (spooled uncalled).
+    assert got["delivered"] + got["failed"] + got["skipped"] == 60
+    assert got["spooled"] == got["failed"] + got["skipped"]
+    assert got["timed_out"] > 0
     received = [step for _, step, _ in sink.received]
     spooled = [r["step"] for r in spool_lines(tmp_path / "jittery.jsonl")]
     assert received == sorted(received)
     assert set(received) | set(spooled) == set(range(60))
-    assert len(received) - counts["delivered"] in (0, 1)  # the write that ended after close
+    assert len(received) - got["delivered"] in (0, 1)  # the write that ended after close

@@ -133,13 +133,8 @@ def test_every_scalar_reads_back_at_its_step(tmp_path, rng, through_runner):
         for payload, step in payloads:
             assert runner.submit(payload, step=step, epoch=step // 10) is True
         runner.close()
-        assert runner.counters["tensorboard"] == {
-            "delivered": len(payloads),
-            "failed": 0,
-            "retried": 0,
-            "spooled": 0,
-            "timed_out": 0,
-        }
+        nonzero = {k: v for k, v in runner.counters["tensorboard"].items() if v}
+        assert nonzero == {"delivered": len(payloads)}
     else:
         for payload, step in payloads:
             sink.write(payload, step=step, epoch=step // 10)

@@ -56,12 +56,19 @@ class ServerProcess:
     """``python -m fusedstats.store.server`` in a subprocess on 127.0.0.1."""
 
     def __init__(
-        self, db: str | os.PathLike[str], *, port: int | None = None, log_dir: Path, **options: Any
+        self,
+        db: str | os.PathLike[str],
+        *,
+        port: int | None = None,
+        log_dir: Path,
+        script: Path | None = None,
+        **options: Any,
     ) -> None:
         self.db = os.fspath(db)
         self.port = port if port is not None else free_port()
         self.options = options
         self.log_dir = log_dir
+        self.script = script  # another server program, run as `python SCRIPT DB PORT`
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -71,37 +78,51 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         """Starts it and waits until ``/health`` answers."""
-        command = [
-            sys.executable,
-            "-m",
-            "fusedstats.store.server",
-            "--db",
-            self.db,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--token",
-            TOKEN,
-        ]
+        if self.script is not None:
+            command = [sys.executable, str(self.script), self.db, str(self.port)]
+        else:
+            command = [
+                sys.executable,
+                "-m",
+                "fusedstats.store.server",
+                "--db",
+                self.db,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ]
         for name, value in self.options.items():
             command += [f"--{name.replace('_', '-')}", str(value)]
         self.starts += 1
         log = (self.log_dir / f"server-{self.port}-{self.starts}.log").open("wb")
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        # The token comes from the environment: a --token would show in the process list.
+        env = {**os.environ, "FUSEDSTATS_SERVER_TOKEN": TOKEN}
+        env.pop("FUSEDSTATS_SERVER_READ_TOKEN", None)
+        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
+        try:
+            self.wait_ready(self.url, self.proc)
+        except RuntimeError as error:
+            self.kill()
+            raise RuntimeError(f"{error}: {self.log()}") from None
+        return self
+
+    @staticmethod
+    def wait_ready(url: str, proc: subprocess.Popen[Any]) -> None:
+        """Waits until ``url/health`` answers; RuntimeError if ``proc`` exits first or
+        READY_TIMEOUT_S pass."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}: {self.log()}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {proc.returncode}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
-                    return self
+                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                    return
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"the server did not answer in {READY_TIMEOUT_S} s: {self.log()}")
+        raise RuntimeError(f"the server did not answer in {READY_TIMEOUT_S} s")
 
     def kill(self) -> None:
         """SIGKILL, and wait for it to be gone."""

@@ -162,7 +162,7 @@ def test_a_write_delivered_twice_is_stored_once(tmp_path, make_server):
         assert [p["step"] for p in again.payloads(run)] == [1]
 
 
-def test_a_spooled_write_the_server_refuses_is_dropped_not_retried(tmp_path, make_server, caplog):
+def test_a_spooled_write_the_server_refuses_is_set_aside_not_retried(tmp_path, make_server, caplog):
     server = make_server(tmp_path / "db", port=free_port())
     client = HttpStatsClient(server.url, token=TOKEN, spool_dir=tmp_path / "spool", timeout_s=2)
     try:

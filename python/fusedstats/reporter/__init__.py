@@ -18,7 +18,8 @@ Example:
     >>> payload = reporter.get_latest_payload()
     >>> payload["env_game/score"], payload["experience/area_under_reward"]
     (2.0, 1.0)
-    >>> reporter.finalize()
+    >>> reporter.finalize().complete  # every payload delivered or spooled
+    True
 """
 
 from __future__ import annotations

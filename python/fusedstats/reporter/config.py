@@ -36,7 +36,8 @@ class StatsReporterConfig(BaseModel):
     default_zero_metrics: tuple[str, ...] = ()
     rolling_window: int = Field(default=5, ge=1)
 
-    # Sinks: all I/O runs on one background thread (fusedstats.sinks.SinkRunner).
+    # Sinks: all I/O runs off the training thread, each sink on its own worker thread
+    # (fusedstats.sinks.SinkRunner).
     jsonl_path: str | None = None  # a JSONL sink writing here
     spool_dir: str | None = None  # where payloads no sink could take are kept
     sink_queue_size: int = Field(default=64, ge=1)
@@ -44,6 +45,10 @@ class StatsReporterConfig(BaseModel):
     sink_close_timeout_s: float = Field(default=30.0, gt=0)  # finalize: flush + close, in all
     sink_retries: int = Field(default=2, ge=0)
     sink_backoff_s: float = Field(default=0.05, ge=0)
+    # A sink whose payloads fail this many times in a row is not called for a cool-down
+    # (doubled at each reopening, up to 60 s): its payloads go to its spool meanwhile.
+    sink_breaker_failures: int = Field(default=3, ge=1)
+    sink_breaker_cooldown_s: float = Field(default=5.0, ge=0)
     console_keys: tuple[str, ...] | None = None  # None: the console sink's default keys
 
     # TensorBoard: a sink writing event files here (needs the `tensorboard` package).

@@ -1,10 +1,11 @@
 """The reporter's sinks: which ones a config asks for, all behind one SinkRunner.
 
-Sink I/O runs on the runner's background thread, so ``report_epoch`` only queues a
-payload. The W&B run may be set after construction (``reporter.wandb_run = run``): each
-payload goes to the run that was current when it was *reported* (delivery comes later,
-by which time the run may have changed), and the ``WandbSink`` of a run is made on the
-runner's thread, so ``define_metric`` never runs in the training loop either.
+Sink I/O runs on the runner's background threads (one per sink), so ``report_epoch``
+only queues a payload. The W&B run may be set after construction
+(``reporter.wandb_run = run``): each payload goes to the run that was current when it
+was *reported* (delivery comes later, by which time the run may have changed), and the
+``WandbSink`` of a run is made on the runner's thread, so ``define_metric`` never runs in
+the training loop either.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def build_sinks(
 
 
 def build_runner(config: StatsReporterConfig, sink_list: list[Sink]) -> SinkRunner:
-    """One background runner for ``sink_list``, with the config's queue and timeouts."""
+    """One runner for ``sink_list``, with the config's queues, timeouts and breakers."""
     from fusedstats.sinks import SinkRunner
 
     return SinkRunner(
@@ -135,4 +136,6 @@ def build_runner(config: StatsReporterConfig, sink_list: list[Sink]) -> SinkRunn
         retries=config.sink_retries,
         backoff_s=config.sink_backoff_s,
         spool_dir=config.spool_dir,
+        breaker_failures=config.sink_breaker_failures,
+        breaker_cooldown_s=config.sink_breaker_cooldown_s,
     )

@@ -5,6 +5,8 @@ objects, plain dicts and torch objects all work, and what is missing is left out
 from __future__ import annotations
 
 import logging
+import numbers
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +37,79 @@ def stats_of(source: Any) -> Mapping[str, Any]:
         if isinstance(result, Mapping):
             return result
     return {}
+
+
+def step_number(name: str, value: Any) -> int:
+    """``value`` (an epoch or agent step) as an int; TypeError naming ``name`` otherwise.
+
+    Integers (numpy's too) and floats without a fraction are accepted; bools, strings
+    and anything else are not.
+
+    Example:
+        >>> step_number("epoch", 3), step_number("agent_step", 1024.0)
+        (3, 1024)
+        >>> step_number("epoch", "3")
+        Traceback (most recent call last):
+        ...
+        TypeError: report_epoch: epoch must be an int, got '3' (str)
+    """
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+        if isinstance(value, numbers.Real):
+            number = float(value)
+            if number.is_integer():
+                return int(number)
+    raise TypeError(
+        f"report_epoch: {name} must be an int, got {value!r:.80} ({type(value).__name__})"
+    )
+
+
+def checked_stats(name: str, source: Any) -> Mapping[str, Any]:
+    """:func:`stats_of` for argument ``name`` of ``report_epoch``: None, a mapping with
+    string keys, or an object whose ``stats()`` gives one; TypeError naming ``name``
+    and what was expected otherwise.
+
+    Example:
+        >>> checked_stats("losses_stats", {"policy_loss": 0.5})
+        {'policy_loss': 0.5}
+        >>> checked_stats("losses_stats", {1: 0.5})
+        Traceback (most recent call last):
+        ...
+        TypeError: report_epoch: losses_stats must have string keys, got the key 1 (int)
+    """
+    if (
+        source is not None
+        and not isinstance(source, Mapping)
+        and not callable(getattr(source, "stats", None))
+    ):
+        raise TypeError(
+            f"report_epoch: {name} must be a mapping of str to numbers, an object with "
+            f"stats(), or None, got {source!r:.80} ({type(source).__name__})"
+        )
+    stats = stats_of(source)
+    return checked_keys(name, stats)
+
+
+def checked_keys(name: str, values: Mapping[Any, Any] | None) -> Mapping[str, Any]:
+    """``values`` (``{}`` for None) if it is a mapping with string keys; else TypeError
+    naming ``name``."""
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise TypeError(
+            f"report_epoch: {name} must be a mapping or None, got {values!r:.80} "
+            f"({type(values).__name__})"
+        )
+    for key in values:
+        if type(key) is not str and not isinstance(key, str):
+            raise TypeError(
+                f"report_epoch: {name} must have string keys, got the key {key!r:.80} "
+                f"({type(key).__name__})"
+            )
+    return values
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -25,7 +25,7 @@ from .state import EvalRewardSummary, StatsReporterState
 from .timing import Stopwatch, Timer, TimingInfo, compute_timing_stats
 
 if TYPE_CHECKING:
-    from fusedstats.sinks import Sink, SinkRunner
+    from fusedstats.sinks import DeliveryReport, Sink, SinkRunner
 
 logger = logging.getLogger("fusedstats.reporter")
 
@@ -66,7 +66,8 @@ class StatsReporter(TrainerComponent):
         >>> p = r.get_latest_payload()
         >>> p["env_game/score"], p["losses/value_loss"], p["overview/reward"]
         (2.0, 0.5, 0.25)
-        >>> r.finalize()
+        >>> r.finalize().complete
+        True
     """
 
     def __init__(
@@ -259,7 +260,29 @@ class StatsReporter(TrainerComponent):
         ``rolling_window`` reports, this one included (NaN if none was finite).
         Finally the payload is kept as the latest one and queued for the sinks, and
         the rollout and grad stats are cleared.
+
+        Raises:
+            TypeError: an argument of the wrong type (``epoch="3"``, ``losses_stats``
+                with a key that is not a string, ...); the message names the argument
+                and what it must be. Nothing is reported or changed then.
         """
+        epoch = inputs.step_number("epoch", epoch)
+        agent_step = inputs.step_number("agent_step", agent_step)
+        if timer is not None and not callable(timer):
+            raise TypeError(
+                "report_epoch: timer must be a Stopwatch (a callable giving a context "
+                f"manager) or None, got {timer!r:.80} ({type(timer).__name__})"
+            )
+        for name, value in (
+            ("system_stats", system_stats),
+            ("memory_stats", memory_stats),
+            ("hyperparameters", hyperparameters),
+        ):
+            inputs.checked_keys(name, value)
+        # Checked before anything changes (the timer's laps, the rollout means, which
+        # may be a collective across ranks).
+        losses = inputs.checked_stats("losses_stats", losses_stats)
+        experience_stats = inputs.checked_stats("experience", experience)
         block: AbstractContextManager[Any] = (
             nullcontext() if timer is None else timer("_process_stats")
         )
@@ -270,7 +293,8 @@ class StatsReporter(TrainerComponent):
             payload = self._build_payload(
                 epoch,
                 agent_step,
-                losses_stats,
+                losses,
+                experience_stats,
                 experience,
                 policy,
                 timing,
@@ -288,7 +312,8 @@ class StatsReporter(TrainerComponent):
         self,
         epoch: int,
         agent_step: int,
-        losses_stats: Any,
+        losses: Mapping[str, Any],
+        experience_stats: Mapping[str, Any],
         experience: Any,
         policy: Any,
         timing: TimingInfo | None,
@@ -304,9 +329,7 @@ class StatsReporter(TrainerComponent):
         except Exception as e:
             logger.warning("rollout means unavailable: %r", e)
             means = {}
-        processed = process_training_stats(
-            means, inputs.stats_of(losses_stats), inputs.stats_of(experience), self._env_keys
-        )
+        processed = process_training_stats(means, losses, experience_stats, self._env_keys)
         weights: dict[str, float] = {}
         if policy is not None:
             if not state.grad_stats and _due(epoch, config.grad_mean_variance_interval):
@@ -450,11 +473,21 @@ class StatsReporter(TrainerComponent):
         )
         return response_id("create_epoch", response)
 
-    def finalize(self, status: str = "completed") -> None:
+    def finalize(self, status: str = "completed") -> DeliveryReport:
         """Sets the run's status on the stats client (a failure is logged), drops the
-        latest payload, and flushes and closes the sinks (waiting at most
-        ``sink_close_timeout_s`` in all; what is still queued then is spooled). A later
-        payload starts new sinks."""
+        latest payload, delivers what the sinks still have queued and closes them, and
+        returns what became of every sink's payloads. A later payload starts new sinks.
+
+        Within ``sink_close_timeout_s``: delivery stops a little before it (a fifth of
+        it, at most 1 s, is kept) and what is left is appended to each sink's spool file
+        (``spool_dir``), so that when this returns every payload of every sink was
+        delivered or is on disk, and the :class:`~fusedstats.sinks.DeliveryReport`
+        says which (per sink: delivered, spooled, lost, pending). Payloads are only
+        ``lost`` without a ``spool_dir`` or when the spool cannot be written; anything
+        not delivered is also logged at WARNING.
+        """
+        from fusedstats.sinks import DeliveryReport
+
         client, run_id = self._stats_client, self._state.stats_run_id
         if client is not None and run_id is not None and self._config.report_to_stats_client:
             guarded(
@@ -465,8 +498,12 @@ class StatsReporter(TrainerComponent):
             )
         self._latest_payload = None
         runner, self._runner = self._runner, None
-        if runner is not None:  # close() flushes first; out of time, the rest is spooled
-            runner.close(timeout_s=self._config.sink_close_timeout_s)
+        if runner is None:
+            return DeliveryReport({})
+        report = runner.close(timeout_s=self._config.sink_close_timeout_s)
+        if not report.all_delivered:
+            logger.warning("finalize: not every payload was delivered: %s", report)
+        return report
 
 
 class NoOpStatsReporter(StatsReporter):
@@ -578,5 +615,7 @@ class NoOpStatsReporter(StatsReporter):
     ) -> UUID | None:
         return None
 
-    def finalize(self, status: str = "completed") -> None:
-        return None
+    def finalize(self, status: str = "completed") -> DeliveryReport:
+        from fusedstats.sinks import DeliveryReport
+
+        return DeliveryReport({})

@@ -10,16 +10,19 @@ from __future__ import annotations
 from .base import Sink
 from .console import ConsoleSink
 from .jsonl import JsonlSink
-from .runner import SinkRunner
-from .spool import replay_spool
+from .runner import DeliveryReport, SinkDelivery, SinkRunner
+from .spool import ReplayCount, replay_spool
 from .stats_store import StatsStoreSink
 from .tensorboard_sink import TensorBoardSink
 from .wandb_sink import WandbSink
 
 __all__ = [
     "ConsoleSink",
+    "DeliveryReport",
     "JsonlSink",
+    "ReplayCount",
     "Sink",
+    "SinkDelivery",
     "SinkRunner",
     "StatsStoreSink",
     "TensorBoardSink",

@@ -9,6 +9,11 @@ from uuid import UUID
 
 #: Environment variable with the server's write token (server and client both read it).
 TOKEN_ENV = "FUSEDSTATS_SERVER_TOKEN"
+#: Environment variable naming a file whose first line is that token.
+TOKEN_FILE_ENV = "FUSEDSTATS_SERVER_TOKEN_FILE"
+#: Environment variable with the server's read-only token (and one naming its file).
+READ_TOKEN_ENV = "FUSEDSTATS_SERVER_READ_TOKEN"
+READ_TOKEN_FILE_ENV = "FUSEDSTATS_SERVER_READ_TOKEN_FILE"
 #: The status a new training run has.
 RUNNING = "running"
 #: Longest status string (characters).

@@ -7,23 +7,33 @@ One spool per client process and server, under ``spool_dir``:
   delivery rewrites a few bytes, not the whole file. Once every line is delivered the
   file is emptied and the offset dropped;
 - ``....lock``: held (``flock``) while a client uses the spool, so two live processes
-  never share one: the next takes slot ``n + 1``. A client that opens a spool also
-  adopts the undelivered lines of every other slot for the same server that no live
-  process holds (a trainer that crashed), after its own leftovers.
+  never share one: the next takes the lowest slot ``n`` no live process holds (as many
+  slots as there are live clients). A client that opens a spool also adopts the
+  undelivered lines of every other slot for the same server that no live process holds
+  (a trainer that crashed), after its own leftovers, and removes those slots' files;
+  a client that closes with nothing left removes its own. So a sweep of many short
+  runs leaves no files behind and never runs out of slots.
+- ``http-<server hash>.dead.jsonl``: requests set aside for good, one JSON line each
+  (``{"reason", "at", "record"}``, or ``"line"`` for a line that was not a record):
+  what the server refused, what kept failing on the server, what could not be read.
+  Nothing is dropped without a trace.
 
 Delivery is at least once (a crash between delivering a line and moving the offset
 past it sends that line again); every request carries an idempotency key, so the
 server stores it once. A line cut short by a crash during an append is dropped when
-the spool is opened; a line that is not JSON is logged and skipped.
+the spool is opened; a line that is not a record is moved to the dead-letter file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
+import re
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
@@ -35,9 +45,6 @@ except ImportError:  # not on Windows: there, two processes must not share a spo
     _fcntl = None
 
 logger = logging.getLogger("fusedstats.store")
-
-#: Slots tried per server before giving up (that many live clients on one spool_dir).
-MAX_SLOTS = 64
 
 
 def default_spool_dir() -> Path:
@@ -78,41 +85,47 @@ class RequestSpool:
         >>> spool.close()
     """
 
-    def __init__(self, path: Path, lock_file: IO[bytes] | None) -> None:
+    def __init__(
+        self, path: Path, lock_file: IO[bytes] | None, dead_path: Path | None = None
+    ) -> None:
         self.path = path
+        self.dead_path = dead_path if dead_path is not None else path.with_suffix(".dead.jsonl")
         self._head_path = path.with_suffix(".head")
         self._lock_file = lock_file
         self._head = 0
         self._peeked: list[int] = []  # lengths of the lines peek/peek_many returned
         self.pending = 0
+        self.dead_lines = 0  # lines that were not records, moved to the dead-letter file
         self._repair()
         self._file: IO[bytes] = path.open("ab+")
 
     @classmethod
     def claim(cls, directory: str | os.PathLike[str], server_url: str) -> RequestSpool:
-        """The first spool slot for ``server_url`` under ``directory`` that no live
-        process holds, with the undelivered lines of unheld slots adopted."""
+        """The lowest spool slot for ``server_url`` under ``directory`` that no live
+        process holds, with the undelivered lines of unheld slots adopted (and their
+        files removed)."""
         root = Path(directory).expanduser()
         root.mkdir(parents=True, exist_ok=True)
         prefix = spool_prefix(server_url)
+        dead_path = root / f"{prefix}.dead.jsonl"
         own: RequestSpool | None = None
-        orphans: list[RequestSpool] = []
-        for slot in range(MAX_SLOTS):
+        for slot in itertools.count():
             path = root / f"{prefix}-{slot}.jsonl"
             lock = _try_lock(path.with_suffix(".lock"))
-            if lock is None:
+            if lock is not None:
+                own = cls(path, lock, dead_path)
+                break
+        assert own is not None  # the loop ends only with a slot
+        for path in _slot_files(root, prefix):
+            if path == own.path:
                 continue
-            spool = cls(path, lock)
-            if own is None:
-                own = spool
-            elif spool.pending:
-                orphans.append(spool)
-            else:
-                spool.close()
-        if own is None:
-            raise OSError(f"spool_dir {root}: all {MAX_SLOTS} spool slots are held")
-        for orphan in orphans:
-            own._adopt(orphan)
+            lock = _try_lock(path.with_suffix(".lock"))
+            if lock is None:
+                continue  # a live client's
+            orphan = cls(path, lock, dead_path)
+            if orphan.pending:
+                own._adopt(orphan)
+            orphan.close(remove_if_empty=True)
         return own
 
     # ---- the queue -------------------------------------------------------------------
@@ -137,7 +150,14 @@ class RequestSpool:
             record = _record(line)
             if record is not None:
                 return record
-            logger.warning("spool %s: skipped a line that is not a record: %.80r", self.path, line)
+            logger.warning(
+                "spool %s: a line that is not a record was moved to %s: %.80r",
+                self.path,
+                self.dead_path,
+                line,
+            )
+            self.dead_letter(None, "not a record", line=line)
+            self.dead_lines += 1
             self.pop()
         return None
 
@@ -194,12 +214,42 @@ class RequestSpool:
         self.pending += 1
         self._file = self.path.open("ab+")
 
-    def close(self) -> None:
-        """Closes the file and releases the slot; undelivered records stay on disk."""
+    def dead_letter(
+        self, record: dict[str, Any] | None, reason: str, *, line: bytes | None = None
+    ) -> None:
+        """Appends ``record`` (or a raw ``line`` that is not one) to the dead-letter file
+        with ``reason``; raises OSError (the caller counts and logs it)."""
+        entry: dict[str, Any] = {
+            "reason": reason,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        if record is not None:
+            entry["record"] = record
+        else:
+            entry["line"] = (line or b"").rstrip(b"\n").decode("utf-8", "backslashreplace")
+        data = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+        # One write() of an O_APPEND descriptor: lines of several processes never mix.
+        fd = os.open(self.dead_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def close(self, *, remove_if_empty: bool = True) -> None:
+        """Closes the file and releases the slot; undelivered records stay on disk. A
+        spool with nothing left has its files removed (unless ``remove_if_empty`` is
+        False), so that slots do not pile up."""
         self._file.close()
-        if self._lock_file is not None:
-            self._lock_file.close()  # closing the descriptor releases the flock
-            self._lock_file = None
+        if self._lock_file is None:
+            return
+        if remove_if_empty and self.pending == 0:
+            # Removed while the lock is held; _try_lock sees a lock file that was removed
+            # under it (another inode than the path's) and tries again.
+            for path in (self.path, self._head_path, self.path.with_suffix(".lock")):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        self._lock_file.close()  # closing the descriptor releases the flock
+        self._lock_file = None
 
     # ---- opening ---------------------------------------------------------------------
 
@@ -236,16 +286,16 @@ class RequestSpool:
         self._file.flush()
         self.pending += count
         orphan._file.truncate(0)
+        orphan.pending = 0
         with contextlib.suppress(FileNotFoundError):
             orphan._head_path.unlink()
-        orphan.close()
         logger.info("spool %s: adopted %d request(s) of %s", self.path, count, orphan.path)
 
 
 def _record(line: bytes) -> dict[str, Any] | None:
     try:
         record = json.loads(line)
-    except ValueError:
+    except Exception:  # not JSON, not UTF-8, or nested past the recursion limit
         return None
     return record if isinstance(record, dict) else None
 
@@ -260,14 +310,34 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
+def _slot_files(root: Path, prefix: str) -> list[Path]:
+    """The spool files of a server's slots under ``root``, by slot number."""
+    pattern = re.compile(re.escape(prefix) + r"-(\d+)\.(?:jsonl|lock)$")
+    slots = set()
+    for path in root.iterdir():
+        found = pattern.match(path.name)
+        if found:
+            slots.add(int(found.group(1)))
+    return [root / f"{prefix}-{slot}.jsonl" for slot in sorted(slots)]
+
+
 def _try_lock(path: Path) -> IO[bytes] | None:
-    """The lock file, opened and locked; None if another open file holds it."""
-    file = path.open("ab")
-    if _fcntl is None:
-        return file
-    try:
-        _fcntl.flock(file.fileno(), _fcntl.LOCK_EX | _fcntl.LOCK_NB)
-    except BlockingIOError:
-        file.close()
-        return None
-    return file
+    """The lock file, opened (created if need be) and locked; None if a live process
+    holds it."""
+    for _ in range(100):  # tries again only when the file was removed under us
+        file = path.open("ab")
+        if _fcntl is None:
+            return file
+        try:
+            _fcntl.flock(file.fileno(), _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.close()
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(file.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return file
+        file.close()  # its holder removed it after we opened it: open the new one
+    raise OSError(f"spool lock {path}: removed and created again too often")

@@ -29,6 +29,16 @@ MAX_KEY_LENGTH = 512
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 #: Steps and epochs are stored as 64-bit integers.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Longest run name, URL, description or tag (characters), and most tags of a run.
+MAX_TEXT_LENGTH = 10_000
+MAX_TAGS = 1_000
+#: Most keys one payload may have.
+MAX_PAYLOAD_KEYS = 100_000
+#: Most payloads in one ``/metrics/batch`` request.
+MAX_BATCH_ITEMS = 1_000
+#: Deepest nesting of epoch attributes (a value inside ``MAX_JSON_DEPTH`` mappings or
+#: lists): deeper documents would exhaust the recursion limit of whoever reads them.
+MAX_JSON_DEPTH = 64
 
 
 def encode_value(value: float) -> float | str:
@@ -180,6 +190,69 @@ def check_uuid(name: str, value: Any) -> UUID:
         return UUID(str(value))
     except ValueError:
         raise ValueError(f"{name}: a UUID is needed, got {value!r}") from None
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deep mappings and lists/tuples nest in ``value`` (a scalar is 0), counted
+    without recursion and only up to ``limit + 1`` (deeper is not looked at).
+
+    Example:
+        >>> json_depth(1), json_depth({"a": [1, {"b": 2}]}), json_depth([[[[]]]], limit=2)
+        (0, 3, 3)
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return deepest
+        stack.extend((child, depth) for child in children)
+    return deepest
+
+
+def check_depth(name: str, value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raises ValueError naming ``name`` when ``value`` nests deeper than ``limit``.
+
+    Example:
+        >>> nested = {}
+        >>> for _ in range(100): nested = {"a": nested}
+        >>> check_depth("attributes", nested)
+        Traceback (most recent call last):
+        ...
+        ValueError: attributes: nested deeper than 64 levels of mappings and lists
+    """
+    if json_depth(value, limit) > limit:
+        raise ValueError(f"{name}: nested deeper than {limit} levels of mappings and lists")
+
+
+def fit_text(value: str, limit: int = MAX_TEXT_LENGTH) -> str:
+    """``value`` cut to at most ``limit`` characters, with a marker saying how much was
+    cut when it was longer.
+
+    Example:
+        >>> fit_text("x" * 50, limit=40)
+        'xxxxxx…[44 characters cut by fusedstats]'
+        >>> len(fit_text("x" * 50, limit=40)), fit_text("short", limit=40)
+        (40, 'short')
+    """
+    if len(value) <= limit:
+        return value
+    kept = limit
+    while True:  # the marker's own length depends on how much it says was cut
+        marker = f"…[{len(value) - kept} characters cut by fusedstats]"
+        if kept + len(marker) <= limit:
+            return value[:kept] + marker
+        kept = max(0, limit - len(marker))
+        if kept == 0:
+            return marker[:limit]
 
 
 def jsonable(value: Any) -> Any:
