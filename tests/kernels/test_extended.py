@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.helpers import (
     assert_bitwise_equal,
-    assert_rows_close,
     assert_extended_close,
+    assert_rows_close,
     cases,
     make_tensors,
     property_settings,
