@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -19,7 +20,7 @@ N_PAYLOADS = 120
 N_KEYS = 150
 
 
-def test_two_processes_writing_one_store_lose_nothing(db_url):
+def test_two_processes_writing_one_store_lose_nothing(db_url, tmp_path):
     shared = uuid.uuid4()
     procs = [
         subprocess.Popen(
@@ -31,6 +32,7 @@ def test_two_processes_writing_one_store_lose_nothing(db_url):
                 str(shared),
                 str(N_PAYLOADS),
                 str(N_KEYS),
+                str(tmp_path),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -38,6 +40,14 @@ def test_two_processes_writing_one_store_lose_nothing(db_url):
         )
         for w in (0, 1)
     ]
+    # Both writers past their start-up (imports, schema, runs) before either writes:
+    # under load one could otherwise finish before the other began.
+    deadline = time.monotonic() + 180
+    while not all((tmp_path / f"ready-{w}").exists() for w in (0, 1)):
+        assert time.monotonic() < deadline, "a writer never got ready"
+        assert all(p.poll() is None for p in procs), "a writer died before writing"
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
     reports = []
     for proc in procs:
         out, err = proc.communicate(timeout=240)
