@@ -93,6 +93,7 @@ class StatsReporter(TrainerComponent):
         self._env_keys = EnvKeys()
         self._latest_payload: dict[str, float] | None = None
         self._state = StatsReporterState()
+        self._gate: Any = None  # device sum of found_inf flags since the last report
         self._process_group = process_group
         if stats_client is not None and config.report_to_stats_client:
             self._state.stats_run_id = self._create_training_run(stats_client)
@@ -214,6 +215,14 @@ class StatsReporter(TrainerComponent):
         """Replaces the grad stats reported with the next epoch (keys as given,
         ``grad/mean``...); the reporter then does not compute its own that epoch."""
         self._state.grad_stats = dict(grad_stats)
+
+    def record_step_gate(self, found_inf: Any) -> None:
+        """Counts a step the non-finite gate skipped: ``found_inf`` is the flag
+        :func:`fusedstats.gate_nonfinite` wrote (1.0: skipped). Summed on its device with
+        no host sync; read once per report as ``overview/skipped_steps`` (this epoch) and
+        ``overview/skipped_steps_total`` (the whole run)."""
+        flag = found_inf.detach().reshape(-1)[0]
+        self._gate = flag.clone() if self._gate is None else self._gate + flag
 
     def update_eval_scores(self, scores: EvalRewardSummary) -> None:
         """Keeps ``scores`` for the next payloads (and sets
@@ -359,6 +368,12 @@ class StatsReporter(TrainerComponent):
             agent_step=agent_step,
             epoch=epoch,
         )
+        if self._gate is not None:
+            skipped = float(self._gate.item())  # the one host read of the gate per epoch
+            self._gate = None
+            state.skipped_steps_total += int(skipped)
+            payload["overview/skipped_steps"] = skipped
+            payload["overview/skipped_steps_total"] = float(state.skipped_steps_total)
         rewards = payload.get("experience/rewards")
         if rewards is not None:
             if math.isfinite(rewards):  # one NaN epoch must not poison every later one
@@ -581,6 +596,9 @@ class NoOpStatsReporter(StatsReporter):
         return None
 
     def update_grad_stats(self, grad_stats: Mapping[str, float]) -> None:
+        return None
+
+    def record_step_gate(self, found_inf: Any) -> None:
         return None
 
     def update_eval_scores(self, scores: EvalRewardSummary) -> None:

@@ -67,6 +67,8 @@ class StatsReporterState:
         area_under_reward: sum of every reported epoch's finite ``experience/rewards``.
         rolling: per ``default_zero_metrics`` key, its values at the last
             ``rolling_window`` reports (NaN where it was not finite).
+        skipped_steps_total: optimizer steps the non-finite gate skipped so far
+            (``StatsReporter.record_step_gate``).
     """
 
     rollout_stats: RolloutStats = field(default_factory=_new_rollout_stats)
@@ -75,3 +77,4 @@ class StatsReporterState:
     stats_run_id: UUID | None = None
     area_under_reward: float = 0.0
     rolling: dict[str, deque[float]] = field(default_factory=dict)
+    skipped_steps_total: int = 0
