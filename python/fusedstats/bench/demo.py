@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..kernels import fallback as torch_baseline
 from ..kernels.columns import COLUMN_INDEX
-from . import torch_baseline
 from .tensor_stats import max_rel_error
 from .timing import race, with_threads
 

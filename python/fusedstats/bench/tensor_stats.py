@@ -8,7 +8,7 @@ Cases (sizes / 10 with ``quick``):
 
 Each case races, in one interleaved loop: ``fusedstats.tensor_stats`` (every field,
 read back with ``.host()``), the pure-torch baseline of
-:mod:`fusedstats.bench.torch_baseline` (exact, and with torch's float32 reductions),
+:mod:`fusedstats.kernels.fallback` (exact, and with torch's float32 reductions),
 the per-tensor reference loop (case (a) only, few repetitions), ``torch._foreach_norm``
 plus one ``torch.stack(...).norm()`` (the global norm only), and read probes (a float32
 sum over a buffer of the same byte size) that give the machine's measured read
@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels import fallback as torch_baseline
 from ..kernels.columns import COLUMN_INDEX, FIELDS
-from . import torch_baseline
 from .timing import (
     RaceResult,
     count_cuda_kernels,

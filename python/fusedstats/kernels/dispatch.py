@@ -1,8 +1,9 @@
 """The choice of kernel, and the buffers it writes.
 
 CPU tensors and numpy arrays run fusedstats._core; CUDA tensors run fusedstats._cuda
-(cuda_path.py) when it is built and usable, else the pure-torch fallback on the device
-(mergeable records: the CPU core on a host copy). Validation is in inputs.py.
+(cuda_path.py) when it is built and usable, else the exact pure-torch fallback on the
+device (fallback.py: one device-to-host copy a call; mergeable records: the CPU core
+on a host copy). Validation is in inputs.py.
 """
 
 from __future__ import annotations

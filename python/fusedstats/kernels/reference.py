@@ -1,7 +1,8 @@
 """The pure-torch reference: what the fused kernels must compute, in plain float64 code.
 
-Short and obvious on purpose; tests compare the kernels against it, benchmarks race
-it, and CUDA tensors fall back to it when fusedstats._cuda is not built.
+Short and obvious on purpose; tests compare the kernels against it and benchmarks race
+it. (CUDA tensors without a usable fusedstats._cuda take the faster exact torch code
+of :mod:`fusedstats.kernels.fallback` instead.)
 """
 
 from __future__ import annotations
