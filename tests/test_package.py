@@ -74,6 +74,16 @@ def test_build_info_keeps_the_cpu_core_entries():
         assert info[key] == value, f"build_info()[{key!r}] is {info[key]!r}, core says {value!r}"
 
 
+def test_build_info_says_whether_and_why_cuda_was_built():
+    info = fusedstats.build_info()
+    status = info["cuda_status"]
+    if info["cuda_built"]:
+        # The archs CMake chose for this nvcc (cmake/FusedstatsCuda.cmake), as compiled in.
+        assert status == f"built: nvcc {info['cuda_version']}, archs {info['cuda_archs']}"
+    else:
+        assert status.startswith("not built: ") and len(status) > len("not built: ")
+
+
 def test_columns_and_dtype_codes_match_the_core():
     assert fusedstats.COLUMNS == tuple(_core.COLUMNS)
     assert fusedstats.NUM_COLUMNS == _core.NUM_COLUMNS == len(fusedstats.COLUMNS)

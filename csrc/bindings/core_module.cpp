@@ -13,6 +13,11 @@
 namespace py = pybind11;
 namespace fs = fusedstats;
 
+// Set by CMakeLists.txt: whether fusedstats._cuda was built, and if not, why (one line).
+#ifndef FUSEDSTATS_CUDA_STATUS
+#define FUSEDSTATS_CUDA_STATUS "unknown"
+#endif
+
 #define FS_STR2(x) #x
 #define FS_STR(x) FS_STR2(x)
 
@@ -274,6 +279,7 @@ PYBIND11_MODULE(_core, m) {
     info["cxx_flags"] = std::string(FUSEDSTATS_CXX_FLAGS);
     info["chunk_elems"] = fs::cpu::kChunkElems;
     info["tile_elems"] = fs::cpu::kTileElems;
+    info["cuda_status"] = std::string(FUSEDSTATS_CUDA_STATUS);
     return info;
   });
 
