@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import itertools
 
 import numpy as np
 import pytest
@@ -59,7 +60,7 @@ def test_histogram_keys_round_trip_and_buckets_count_every_nonzero(seed, scale):
     np.testing.assert_array_equal(rebuilt, counts)
     edges, buckets = log2_buckets(back)
     assert sum(buckets) == int(counts[1:].sum())  # every nonzero finite element
-    assert all(b - a == 1.0 for a, b in zip(edges, edges[1:]))
+    assert all(b - a == 1.0 for a, b in itertools.pairwise(edges))
     with pytest.raises(ValueError, match="280 bins"):
         exponent_histogram_keys("grad", counts[:-1])
 
