@@ -27,7 +27,7 @@ from fusedstats.kernels.columns import HIST_BINS, hist_bin_exponents
 @pytest.mark.parametrize(
     "module",
     [
-        "fusedstats.health.watch",
+        "fusedstats.health.activations",
         "fusedstats.health.optimizer",
         "fusedstats.health.keys",
     ],

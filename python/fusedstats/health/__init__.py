@@ -12,9 +12,9 @@ Nothing here imports torch at import time.
 
 from __future__ import annotations
 
+from .activations import HealthReport, WatchHandle, WatchWarning, default_unit_dim, watch
 from .keys import exponent_histogram_keys
 from .optimizer import optimizer_stats
-from .watch import HealthReport, WatchHandle, WatchWarning, default_unit_dim, watch
 
 __all__ = [
     "HealthReport",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -69,6 +71,9 @@ class StatsReporterConfig(BaseModel):
     # activation_stats_interval epochs (0: no watching). See fusedstats.watch.
     activation_stats_interval: int = 0
     activation_stats_every: int = Field(default=10, ge=1)
+    # What a step is: each forward of the policy, or each WatchHandle.step() call of the
+    # trainer (reporter.activation_watch.step() after each optimizer step).
+    activation_step_by: Literal["forward", "manual"] = "forward"
     activation_grad_stats: bool = False  # also act_grad/<module>/... (gradient hooks)
     activation_dormant_tau: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     activation_extended: bool = False

@@ -97,6 +97,7 @@ class HealthStats:
             every=config.activation_stats_every,
             dormant_tau=config.activation_dormant_tau,
             extended=config.activation_extended,
+            step_by=config.activation_step_by,
         )
         self._model = model
         return self.handle

@@ -16,7 +16,8 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..kernels.columns import EXTENDED_COLUMN_INDEX, EXTENDED_FIELDS, FIELDS
 from .arena import Arena
+from .units import Scratch, add_unit_abs_sums
 
 #: The key prefixes of activation and activation-gradient statistics.
 ACT = "act"
@@ -170,6 +172,11 @@ class WatchHandle:
     the backward through it) during a recorded step is merged into the module's
     statistics. A module called several times in a step accumulates all calls.
 
+    Call :meth:`step` after the step's backward pass: a checkpointed block recomputed
+    in backward is recorded only while its step is. Module hooks are attached only
+    during recorded steps (and not inside :meth:`paused`), so the other steps run
+    exactly as unwatched.
+
     Statistics accumulate over recorded steps until :meth:`stats` (or :meth:`report`)
     reads them, which starts a new window (``reset=False`` keeps accumulating).
     """
@@ -205,8 +212,10 @@ class WatchHandle:
         self._torch = torch
         self._steps = 0
         self._recording = True
+        self._paused = 0
         self._removed = False
         self._slots: dict[str, _Slot] = {}
+        self._scratch = Scratch()  # CPU slices of outputs for the per-unit sums
         self._arenas: dict[Any, Arena] = {}
         self._warned: set[str] = set()
         self._broken: set[str] = set()
@@ -215,12 +224,16 @@ class WatchHandle:
         unknown = sorted(set(self._unit_dims) - {n for n, _ in self._watched})
         if unknown:
             raise ValueError(f"unit_dims names modules that are not watched: {unknown}")
-        self._hooks = [
-            module.register_forward_hook(partial(self._on_forward, name))
-            for name, module in self._watched
-        ]
-        if step_by == "forward":
-            self._hooks.append(model.register_forward_pre_hook(self._on_model_forward))
+        # Module hooks are attached only while a step is recorded: on the other steps
+        # the modules run hook-free, on torch's fast path (no cost at all in manual mode;
+        # in forward mode only the model's pre-hook runs).
+        self._module_hooks: list[Any] = []
+        self._model_hook = (
+            model.register_forward_pre_hook(self._on_model_forward)
+            if step_by == "forward"
+            else None
+        )
+        self._update_hooks()
 
     @staticmethod
     def _select(model: Any, modules: Iterable[str] | None) -> list[tuple[str, Any]]:
@@ -265,17 +278,45 @@ class WatchHandle:
             )
         self._steps += 1
         self._recording = self._steps % self.every == 0
+        self._update_hooks()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Nothing inside the block is recorded or counted as a step (e.g. rollouts or
+        evaluation forwards of a policy whose training steps are watched). Gradient hooks
+        already placed on outputs of an earlier forward still record."""
+        self._paused += 1
+        self._update_hooks()
+        try:
+            yield
+        finally:
+            self._paused -= 1
+            self._update_hooks()
+
+    def _update_hooks(self) -> None:
+        """Attaches the module hooks when this step is recorded, detaches them when not."""
+        wanted = self._recording and not self._paused and not self._removed
+        if wanted and not self._module_hooks:
+            self._module_hooks = [
+                module.register_forward_hook(partial(self._on_forward, name))
+                for name, module in self._watched
+            ]
+        elif not wanted and self._module_hooks:
+            for hook in self._module_hooks:
+                hook.remove()
+            self._module_hooks = []
 
     def _on_model_forward(self, module: Any, args: Any) -> None:
-        if _in_backward():  # a checkpointed forward re-run by backward: the same step
+        if self._paused or _in_backward():  # a checkpoint's recompute: the same step
             return
         self._recording = self._steps % self.every == 0
         self._steps += 1
+        self._update_hooks()
 
     # ---- hooks -----------------------------------------------------------------------
 
     def _on_forward(self, name: str, module: Any, args: Any, output: Any) -> None:
-        if not self._recording or self._removed or name in self._broken:
+        if not self._recording or self._paused or self._removed or name in self._broken:
             return
         torch = self._torch
         recompute = _in_backward()  # counted when it first ran
@@ -381,14 +422,7 @@ class WatchHandle:
             slot.unit_sums = torch.zeros(units, dtype=torch.float64, device=x.device)
         if units == 0 or x.numel() == 0:
             return
-        acc = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-        a = x.to(acc).abs() if x.dtype.itemsize == 1 else x.abs()  # float8 has no abs
-        others = [d for d in range(x.dim()) if d != dim]
-        sums = a.sum(dim=others, dtype=acc) if others else a.to(acc)
-        if slot.unit_elems == 0:
-            slot.unit_sums.copy_(sums)
-        else:
-            slot.unit_sums.add_(sums)
+        add_unit_abs_sums(x, dim, slot.unit_sums, slot.unit_elems == 0, self._scratch)
         slot.unit_elems += x.numel() // units
 
     # ---- reading ---------------------------------------------------------------------
@@ -449,7 +483,7 @@ class WatchHandle:
     @property
     def memory_bytes(self) -> int:
         """Bytes of device memory held for the statistics (records and unit sums)."""
-        total = sum(a.nbytes for a in self._arenas.values())
+        total = sum(a.nbytes for a in self._arenas.values()) + self._scratch.nbytes
         for slot in self._slots.values():
             if slot.unit_sums is not None:
                 total += int(slot.unit_sums.numel() * slot.unit_sums.element_size())
@@ -461,9 +495,10 @@ class WatchHandle:
         """Removes every hook (gradient hooks already on live tensors do nothing more).
         What was accumulated can still be read."""
         self._removed = True
-        for hook in self._hooks:
-            hook.remove()
-        self._hooks = []
+        self._update_hooks()
+        if self._model_hook is not None:
+            self._model_hook.remove()
+            self._model_hook = None
 
     def __enter__(self) -> WatchHandle:
         return self
