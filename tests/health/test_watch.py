@@ -488,3 +488,47 @@ def test_module_hooks_are_attached_only_during_recorded_steps():
         for _ in range(4):
             model(torch.randn(2, 5))
         assert seen == [True, False, True, False]  # attached by the model's pre-hook
+
+
+def test_activation_stats_are_the_same_bits_at_any_thread_count():
+    before = fusedstats.get_num_threads()
+    model = mlp(5, width=64)
+    x = torch.randn(3000, 5)
+    results = []
+    try:
+        for threads in (1, 2, 1):
+            fusedstats.set_num_threads(threads)
+            with fusedstats.watch(model, activation_grads=True, extended=True) as handle:
+                model(x).sum().backward()
+                report = handle.report()
+            results.append(report)
+    finally:
+        fusedstats.set_num_threads(before)
+    first = results[0]
+    for other in results[1:]:
+        for key, value in first.scalars.items():
+            if key.endswith("/dormant_frac"):
+                continue  # from torch's per-unit sums, compared with a tolerance elsewhere
+            got = other.scalars[key]
+            assert np.float64(value).tobytes() == np.float64(got).tobytes(), key
+        for key, hist in first.histograms.items():
+            np.testing.assert_array_equal(hist, other.histograms[key])
+
+
+def test_empty_and_special_outputs():
+    model = nn.Sequential(nn.Identity())
+    with fusedstats.watch(model) as handle:
+        model(torch.zeros(0, 3))  # an empty batch
+        stats = handle.stats()
+        assert stats["act/0/numel"] == 0 and math.isnan(stats["act/0/mean"])
+        assert math.isnan(stats["act/0/dormant_frac"])  # no element: undefined
+        x = torch.tensor([[1e-45, -3.0, float("inf")], [0.0, 448.0, 65504.0]])
+        model(x)
+        stats = handle.stats()
+    want, _ = expected([x])
+    assert stats["act/0/n_inf"] == 1 and stats["act/0/n_zero"] == 1
+    assert_stats_match(stats, "act/0", [x])
+    assert want["abs_max"] == stats["act/0/abs_max"] == 65504.0
+    # Units (last dim): mean |x| ~7e-46, 225.5 and inf. The inf unit is neither dormant nor
+    # in the layer mean; tau = 0 counts exactly-zero units only: none.
+    assert stats["act/0/dormant_frac"] == 0.0
