@@ -42,14 +42,12 @@ def test_hooks_do_not_sync_and_match_the_cpu(extended):
         handle = fusedstats.watch(
             seq, activation_grads=True, extended=extended, dormant_tau=0.1, step_by="manual"
         )
-        for x in xs:
-            x = x.to(device)
+        for host_x in xs:
+            x = host_x.to(device)
             if device == "cuda":
                 torch.cuda.synchronize()
                 with sync_is_an_error():
-                    out = seq(x)
-                    loss = out.pow(2).mean()
-                    loss.backward()
+                    seq(x).pow(2).mean().backward()
             else:
                 seq(x).pow(2).mean().backward()
             handle.step()
