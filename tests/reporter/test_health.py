@@ -105,6 +105,21 @@ def test_the_watch_starts_at_the_first_report_when_not_started_before(make_repor
     assert "grad/kurtosis" not in payload  # extended stats are off by default
 
 
+def test_a_report_without_the_policy_still_reads_the_watch(make_reporter):
+    policy, optimizer = policy_and_optimizer()
+    other, _ = policy_and_optimizer(1)
+    reporter = make_reporter(activation_stats_interval=1, activation_stats_every=1)
+    first = reporter.watch_activations(policy)
+    train_epoch(policy, optimizer)
+    reporter.report_epoch(1, 10, {}, {})  # no policy given: the watched one is read
+    assert reporter.get_latest_payload()["act/0/calls"] == 2
+    reporter.report_epoch(2, 20, {}, {}, policy=other)  # a new policy: watched from now on
+    assert reporter.activation_watch is not first and not policy[0]._forward_hooks
+    other(torch.randn(3, 4))
+    reporter.report_epoch(3, 30, {}, {}, policy=other)
+    assert reporter.get_latest_payload()["act/0/calls"] == 1
+
+
 def test_health_is_off_by_default_and_bad_settings_are_refused(make_reporter):
     policy, optimizer = policy_and_optimizer()
     reporter = make_reporter(grad_mean_variance_interval=1)

@@ -106,11 +106,11 @@ class HealthStats:
         """The activation and optimizer keys due at ``epoch`` (``{}`` when none is)."""
         config = self._config
         out: dict[str, float] = {}
-        if self.watching and policy is not None:
+        if self.watching:
             try:
-                if self.handle is None or self._model is not policy:
-                    self.watch_model(policy)
-                elif _due(epoch, config.activation_stats_interval):
+                if policy is not None and (self.handle is None or self._model is not policy):
+                    self.watch_model(policy)  # a new policy: watched from now on
+                elif self.handle is not None and _due(epoch, config.activation_stats_interval):
                     out.update(self._activation_keys(self.handle))
             except Exception as e:  # a health stat must not stop training
                 logger.warning("activation stats skipped: %r", e)

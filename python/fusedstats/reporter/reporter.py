@@ -265,7 +265,9 @@ class StatsReporter(TrainerComponent):
         ``analyze_weights_interval`` epochs; ``parameters/`` from ``optimizer``,
         ``trainer_cfg`` and ``experience``; ``hyperparameters/`` (given, or
         ``trainer_cfg.hyperparameters``); system and memory stats (given, or the
-        registered context's ``system_monitor`` / ``memory_monitor``); eval scores.
+        registered context's ``system_monitor`` / ``memory_monitor``); eval scores;
+        the model-health keys due at this epoch (``act/``, ``act_grad/``, ``optim/``,
+        ``exp_hist/``; see :mod:`fusedstats.reporter.health`).
 
         Then: a finite ``experience/rewards`` is added to ``state.area_under_reward``,
         reported as ``experience/area_under_reward`` (when rewards are reported).
