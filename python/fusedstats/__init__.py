@@ -3,6 +3,8 @@
 - :func:`tensor_stats`, :func:`grad_stats`, :func:`weight_stats`: norm, mean, variance,
   min/max, abs-max, L1 and NaN/Inf/zero counts of many tensors in one fused pass
   (C++/OpenMP on CPU, CUDA on GPU), with no host sync until the result is read.
+- :func:`watch` and :func:`optimizer_stats`: activations, their gradients, dormant
+  units and optimizer state through the same fused pass (``fusedstats.health``).
 - :class:`MetricsLogger` and :class:`Stats`: RLlib's metrics-logger API (windows, EMA,
   lists, nested keys, parallel merges, plain-data state), reduced in batch by the core.
 
@@ -17,6 +19,7 @@ from importlib.metadata import version as _version
 from typing import Any
 
 from . import _native
+from .health import WatchHandle, optimizer_stats, watch
 from .kernels import (
     COLUMNS,
     EXTENDED_COLUMNS,
@@ -94,12 +97,15 @@ __all__ = [
     "MetricsLogger",
     "Stats",
     "TensorStats",
+    "WatchHandle",
     "__version__",
     "build_info",
     "gate_nonfinite",
     "get_num_threads",
     "grad_stats",
+    "optimizer_stats",
     "set_num_threads",
     "tensor_stats",
+    "watch",
     "weight_stats",
 ]

@@ -34,6 +34,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from .demo.config import DemoConfig
 
@@ -59,6 +69,25 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.add_argument("--seed", type=int, default=d.seed, help=f"({d.seed})")
     demo.add_argument(
         "--threads", type=_positive, default=d.threads, help=f"CPU threads ({d.threads})"
+    )
+    demo.add_argument(
+        "--activation-every",
+        type=_positive,
+        default=d.activation_every,
+        metavar="N",
+        help=f"watch activations in one update step in N ({d.activation_every})",
+    )
+    demo.add_argument(
+        "--activation-interval",
+        type=_non_negative,
+        default=d.activation_interval,
+        metavar="EPOCHS",
+        help=f"report activation stats every EPOCHS epochs, 0: off ({d.activation_interval})",
+    )
+    demo.add_argument(
+        "--no-health",
+        action="store_true",
+        help="no activation, optimizer-state or extended gradient stats (to compare)",
     )
     demo.add_argument(
         "--wandb",
@@ -153,6 +182,9 @@ def _demo(args: argparse.Namespace) -> int:
         name=args.name,
         seed=args.seed,
         threads=args.threads,
+        activation_every=args.activation_every,
+        activation_interval=args.activation_interval,
+        health=not args.no_health,
         wandb=args.wandb,
         progress=not args.no_progress,
     )

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from fusedstats.cli import main
+from fusedstats.demo.env import NUM_ACTIONS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EPOCHS = 3
@@ -59,8 +60,20 @@ def test_the_store_holds_the_run_its_epochs_and_payloads(demo_run):
         assert len(rewards) == EPOCHS and steps == sorted(steps) and steps[0] > 0
         keys = set(store.metric_keys(run["id"]))
         for key in ("grad/norm", "losses/policy_loss", "env_agent/hearts", "eval_forage/score",
-                    "timing_per_epoch/frac/_process_stats", "overview/sps"):  # fmt: skip
+                    "timing_per_epoch/frac/_process_stats", "overview/sps",
+                    "grad/underflow_e4m3", "act/trunk.1/dormant_frac", "act/actor/mean",
+                    "act_grad/trunk.3/norm", "optim/exp_avg/norm",
+                    "optim/exp_avg_sq/n_nan"):  # fmt: skip
             assert key in keys, key
+        assert any(k.startswith("exp_hist/grad/") for k in keys)
+        # Activation stats are reported every second epoch, from one forward in ten.
+        assert [s for s, _ in store.metric_series(run["id"], "act/actor/calls")] == [steps[1]]
+        # Only update steps are watched (rollouts and evaluation are paused): 2 epochs of
+        # 2 passes x 8 minibatches = 32 steps, of which 0, 10, 20 and 30 are recorded.
+        assert store.metric_series(run["id"], "act/actor/calls") == [(steps[1], 4.0)]
+        minibatch = 8 * 4 * 128 // 8
+        numel = store.metric_series(run["id"], "act/actor/numel")
+        assert numel == [(steps[1], 4.0 * minibatch * NUM_ACTIONS)]
         # The info dict's non-numeric leaf never becomes a key.
         assert not any(k.startswith("env_map/name") for k in keys)
     finally:
@@ -90,7 +103,14 @@ def test_report_writes_pngs_and_an_html_page_naming_the_run(demo_run, tmp_path, 
     assert main(["report", str(demo_run["run_dir"]), "--out", str(tmp_path)]) == 0
     assert summary["run_id"] in capsys.readouterr().out
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert pngs == ["grad_norm.png", "losses.png", "reward.png", "sps.png", "timing.png"]
+    assert pngs == [
+        "grad_norm.png",
+        "health.png",
+        "losses.png",
+        "reward.png",
+        "sps.png",
+        "timing.png",
+    ]
     for name in pngs:
         data = (tmp_path / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE), name

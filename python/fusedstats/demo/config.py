@@ -42,6 +42,21 @@ class DemoConfig:
     eval_interval: int = 5  # epochs; 0 = no evaluation
     eval_episodes: int = 2  # per simulation
     analyze_weights_interval: int = 5  # epochs; 0 = no weight stats
+    # Model health (`health=False` turns all of it off): the policy's activations and
+    # their gradients are watched in one PPO update step (minibatch) in
+    # `activation_every` (rollouts and evaluation are not watched) and reported every
+    # `activation_interval` epochs (0 = not watched); optimizer-state stats every
+    # `optimizer_interval` epochs (0 = never); gradient stats carry the extended
+    # columns and the exponent histogram.
+    health: bool = True
+    activation_interval: int = 2
+    activation_every: int = 10
+    dormant_tau: float = 0.1  # ReDo's tau: tanh units this far below their layer's mean
+    # The outputs watched: the trunk's tanh layers (where ReDo counts dormant units) and
+    # the two heads. The trunk's Linear outputs are left out: they are as large as the
+    # tanh outputs, and watching them doubled the hooks' cost.
+    activation_modules: tuple[str, ...] = ("trunk.1", "trunk.3", "actor", "critic")
+    optimizer_interval: int = 1
     seed: int = 0
     device: str = "cpu"
     # CPU threads for torch and fusedstats. One: a 256-wide MLP on 2,048-row batches gains
@@ -54,10 +69,22 @@ class DemoConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "envs", "agents", "horizon", "hidden", "update_epochs", "threads"):
+        for name in (
+            "epochs",
+            "envs",
+            "agents",
+            "horizon",
+            "hidden",
+            "update_epochs",
+            "threads",
+            "activation_every",
+        ):
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        for name in ("activation_interval", "optimizer_interval"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.size < 3:
             raise ValueError(f"size must be >= 3, got {self.size}")
         if not 1 <= self.minibatches <= self.agent_steps_per_epoch:

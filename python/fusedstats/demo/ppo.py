@@ -74,6 +74,7 @@ def ppo_update(
     config: DemoConfig,
     log_losses: Callable[[dict[str, Any]], None],
     stats_timer: Callable[[], AbstractContextManager[Any]],
+    after_step: Callable[[], None] | None = None,
 ) -> None:
     """``config.update_epochs`` passes of clipped PPO over ``rollout`` in minibatches.
 
@@ -85,6 +86,7 @@ def ppo_update(
         log_losses: called once per minibatch with detached loss tensors.
         stats_timer: ``with stats_timer():`` wraps the logging, so the demo can count it
             as stats time.
+        after_step: called after each optimizer step (the activation watch's ``step``).
     """
     import torch
 
@@ -117,6 +119,8 @@ def ppo_update(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
             optimizer.step()
+            if after_step is not None:
+                after_step()
             with torch.no_grad():
                 approx_kl = ((ratio - 1) - log_ratio).mean()
                 clipfrac = ((ratio - 1).abs() > config.clip_coef).float().mean()

@@ -7,7 +7,9 @@ Per epoch: a rollout of ``horizon`` steps of every environment (the info dicts g
 
 The stats overhead is measured with the same ``Stopwatch`` the reporter reads: every
 stats call runs inside a timer whose name starts with ``_stats`` (or the reporter's own
-``_process_stats``), and the share of an epoch is their time over the epoch's wall time.
+``_process_stats``), plus the time the activation hooks spent recording inside the
+policy's forward and backward passes (``WatchHandle.seconds``); the share of an epoch
+is their time over the epoch's wall time.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +48,7 @@ class DemoResult:
     stats_fracs: list[float] = field(default_factory=list)  # share of the epoch's wall time
     eval_scores: dict[int, float] = field(default_factory=dict)  # epoch -> category score
     stats_seconds: float = 0.0  # on the training thread
+    activation_seconds: float = 0.0  # of which in the activation hooks
     store_epoch_seconds: float = 0.0  # create_epoch calls, on a background thread
     train_seconds: float = 0.0  # wall time of the epochs (set-up excluded)
     wall_seconds: float = 0.0  # everything, set-up and finalize included
@@ -65,6 +69,7 @@ class DemoResult:
             "mean_steps_per_second": sum(self.sps) / len(self.sps) if self.sps else None,
             "stats_fraction": self.stats_fraction,
             "stats_seconds": self.stats_seconds,
+            "activation_hook_seconds": self.activation_seconds,
             "store_epoch_seconds_background": self.store_epoch_seconds,
             "train_seconds": self.train_seconds,
             "wall_seconds": self.wall_seconds,
@@ -157,6 +162,17 @@ class _Trainer:
         self.obs = torch.from_numpy(self.env.reset()).to(config.device)
         self.timer = Stopwatch()
         self.agent_step = 0
+        # Watched from the first rollout on (else the first report would start it).
+        self.watch = self.reporter.watch_activations(self.policy)
+
+    def _unwatched(self) -> AbstractContextManager[Any]:
+        """Rollouts and evaluation are not watched: only update steps are."""
+        return self.watch.paused() if self.watch is not None else nullcontext()
+
+    def stats_seconds(self) -> float:
+        """Stats time so far: the stats timers and the activation hooks."""
+        hooks = self.watch.seconds if self.watch is not None else 0.0
+        return sum(self.timer.elapsed(t) for t in STATS_TIMERS) + hooks
 
     def train(self, result: DemoResult) -> None:
         """Runs every epoch, filling ``result`` as it goes."""
@@ -166,7 +182,7 @@ class _Trainer:
             for epoch in range(1, config.epochs + 1):
                 experience = self._epoch(epoch, result, progress)
                 # The epoch's figures: stats and wall time since the previous epoch's end.
-                stats_now = sum(timer.elapsed(t) for t in STATS_TIMERS)
+                stats_now = self.stats_seconds()
                 wall_now = timer.elapsed()
                 epoch_wall = wall_now - wall_mark
                 frac = (stats_now - stats_mark) / epoch_wall if epoch_wall > 0 else 0.0
@@ -187,7 +203,8 @@ class _Trainer:
                 result.stats_fracs.append(frac)
                 progress.update(epoch, sps, experience["rewards"], frac)
         # The last create_epoch ran after the last mark: the totals count it too.
-        result.stats_seconds = sum(timer.elapsed(t) for t in STATS_TIMERS)
+        result.stats_seconds = self.stats_seconds()
+        result.activation_seconds = self.watch.seconds if self.watch is not None else 0.0
         result.train_seconds = timer.elapsed()
 
     def _epoch(self, epoch: int, result: DemoResult, progress: ProgressDisplay) -> dict[str, float]:
@@ -196,7 +213,7 @@ class _Trainer:
         import torch
 
         config, timer, reporter = self.config, self.timer, self.reporter
-        with timer("_rollout"):
+        with timer("_rollout"), self._unwatched():
             self.obs = _collect(
                 self.env, self.policy, self.rollout, self.obs, reporter, timer, config.device
             )
@@ -212,10 +229,11 @@ class _Trainer:
                 config,
                 self._log_losses,
                 lambda: timer("_stats_logger"),
+                self.watch.step if self.watch is not None else None,
             )
         experience = self.rollout.experience_stats()
         if config.eval_interval > 0 and (epoch == 1 or epoch % config.eval_interval == 0):
-            with timer("_eval"):
+            with timer("_eval"), self._unwatched():
                 scores = evaluate(
                     self.policy,
                     train_size=config.size,

@@ -119,7 +119,12 @@ def build_reporter(config: DemoConfig, run_dir: Path, name: str, log: Any = prin
 
     The reporter computes gradient stats every epoch (with per-parameter rows for
     TensorBoard's histograms) and weight stats every ``analyze_weights_interval``
-    epochs; the demo's own progress display replaces the console sink.
+    epochs; with ``config.health``, gradient stats carry the extended columns and the
+    exponent histogram, activation stats (with their gradients and dormant units) are
+    reported every ``activation_interval`` epochs from one update step in
+    ``activation_every`` (the trainer calls the watch's ``step()``), and
+    optimizer-state stats every ``optimizer_interval`` epochs. The demo's own progress
+    display replaces the console sink.
     """
     from fusedstats.reporter import StatsReporter, StatsReporterConfig
     from fusedstats.store import connect
@@ -137,6 +142,15 @@ def build_reporter(config: DemoConfig, run_dir: Path, name: str, log: Any = prin
         spool_dir=str(run_dir / SPOOL_DIR),
         tensorboard_dir=str(run_dir / TENSORBOARD_DIR),
         per_parameter_grad_stats=True,
+        extended_grad_stats=config.health,
+        exponent_histograms=config.health,
+        activation_stats_interval=config.activation_interval if config.health else 0,
+        activation_stats_every=config.activation_every,
+        activation_step_by="manual",
+        activation_modules=config.activation_modules,
+        activation_grad_stats=True,
+        activation_dormant_tau=config.dormant_tau,
+        optimizer_stats_interval=config.optimizer_interval if config.health else 0,
     )
     reporter = StatsReporter(
         reporter_config,

@@ -134,12 +134,51 @@ def plot_timing(fig: Any, run: RunData) -> bool:
     return True
 
 
+DORMANT_SUFFIX = "/dormant_frac"
+UNDERFLOW_KEYS = ("grad/underflow_bf16", "grad/underflow_e4m3")
+
+
+def plot_health(fig: Any, run: RunData) -> bool:
+    """Model health: each layer's dormant-unit fraction (``act/<layer>/dormant_frac``)
+    on the left, the share of gradient elements that underflow bf16 and e4m3
+    (``grad/underflow_<fmt>``) on the right."""
+    dormant = {
+        k[: -len(DORMANT_SUFFIX)]: v
+        for k, v in sorted(run.with_prefix("act/").items())
+        if k.endswith(DORMANT_SUFFIX) and v
+    }
+    underflow = {k: run.get(k) for k in UNDERFLOW_KEYS if run.get(k)}
+    if not dormant and not underflow:
+        return False
+    fig.set_size_inches(11, 4.5)
+    left = fig.add_subplot(1, 2, 1)
+    left.set_title("dormant units per layer (ReDo)")
+    left.set_ylabel("fraction of the layer's units")
+    for layer, points in dormant.items():
+        left.plot(*_xy(points), marker="o", markersize=3, label=layer)
+    left.set_ylim(-0.02, 1.02)
+    right = fig.add_subplot(1, 2, 2)
+    right.set_title("gradient underflow (nonzero, below the smallest normal)")
+    right.set_ylabel("fraction of finite gradient elements")
+    for key, points in underflow.items():
+        right.plot(*_xy(points), marker="o", markersize=3, label=key.removeprefix("grad/"))
+    if underflow and all(v > 0 for points in underflow.values() for _, v in points):
+        right.set_yscale("log")
+    for ax in (left, right):
+        ax.set_xlabel("agent step")
+        ax.grid(True, alpha=0.3)
+        if ax.get_lines():
+            ax.legend(fontsize=7)
+    return True
+
+
 PLOTS: dict[str, tuple[str, Plotter]] = {
     "reward.png": ("Reward and eval scores", plot_reward),
     "losses.png": ("Losses", plot_losses),
     "sps.png": ("Steps per second", plot_sps),
     "grad_norm.png": ("Gradient norm", plot_grad_norm),
     "timing.png": ("Timing fractions", plot_timing),
+    "health.png": ("Model health: dormant units, gradient underflow", plot_health),
 }
 
 

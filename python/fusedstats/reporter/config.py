@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -57,6 +59,34 @@ class StatsReporterConfig(BaseModel):
     # "grad_param/<parameter name>/<stat>" keys; the TensorBoard sink draws them as
     # histograms across parameters. Off by default: it adds ~5 keys per parameter.
     per_parameter_grad_stats: bool = False
+
+    # Model health (fusedstats.health; payload keys in README "Model health"). Extended
+    # stats add grad/kurtosis, grad/min_abs_nonzero, grad/dynamic_range_log2 and
+    # grad/underflow_<fmt>, grad/overflow_<fmt> for bf16, fp16, e4m3, e5m2 (weights/...
+    # likewise) to the epochs that compute gradient (weight) stats, in the same pass.
+    extended_grad_stats: bool = False
+    extended_weight_stats: bool = False
+    # The exponent histograms of the extended passes as exp_hist/<base>/<bin> keys
+    # (gradients with extended_grad_stats, activations with activation_extended); the
+    # TensorBoard sink draws them as histograms.
+    exponent_histograms: bool = False
+    # Activations of the policy's leaf modules (or activation_modules), watched with
+    # forward hooks: one policy forward in activation_stats_every is recorded, and the
+    # act/<module>/... keys (accumulated since the previous report) are reported every
+    # activation_stats_interval epochs (0: no watching). See fusedstats.watch.
+    activation_stats_interval: int = 0
+    activation_stats_every: int = Field(default=10, ge=1)
+    # What a step is: each forward of the policy, or each WatchHandle.step() call of the
+    # trainer (reporter.activation_watch.step() after each optimizer step).
+    activation_step_by: Literal["forward", "manual"] = "forward"
+    activation_grad_stats: bool = False  # also act_grad/<module>/... (gradient hooks)
+    activation_dormant_tau: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    activation_extended: bool = False
+    activation_modules: tuple[str, ...] | None = None
+    # optim/<field> and optim/<kind>/<field> of the optimizer's state tensors (exp_avg,
+    # exp_avg_sq, momentum_buffer, ...) every optimizer_stats_interval epochs (0: never).
+    optimizer_stats_interval: int = 0
+    optimizer_stats_per_parameter: bool = False
 
     # Distributed (torch.distributed initialized, world size > 1): rollout stats of all
     # ranks are merged into rank 0's payload when True; each rank reports only its own

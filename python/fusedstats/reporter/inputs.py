@@ -179,7 +179,9 @@ def monitor_stats(context: Any, name: str) -> Mapping[str, Any]:
 PER_PARAMETER_GRAD_STATS = ("norm", "mean", "std", "abs_max", "n_nonfinite")
 
 
-def policy_grad_stats(policy: Any, per_parameter: bool = False) -> dict[str, float]:
+def policy_grad_stats(
+    policy: Any, per_parameter: bool = False, *, extended: bool = False, histograms: bool = False
+) -> dict[str, float]:
     """``grad/...`` of every parameter's gradient, one fused pass; ``{}`` (warned) when
     the policy has no parameters to read.
 
@@ -187,7 +189,10 @@ def policy_grad_stats(policy: Any, per_parameter: bool = False) -> dict[str, flo
     :data:`PER_PARAMETER_GRAD_STATS`, read from the per-tensor rows of the same kernel
     call (names from ``policy.named_parameters()``; parameters without a gradient are
     left out). Stats are over each gradient's finite elements, so ``mean`` is NaN for a
-    gradient with none and ``std`` (unbiased) for one with fewer than two.
+    gradient with none and ``std`` (unbiased) for one with fewer than two. With
+    ``extended``, also the extended fields (``grad/kurtosis``, ``grad/underflow_e4m3``,
+    ...); with ``histograms`` as well, the exponent histogram of all gradients as
+    ``exp_hist/grad/<bin>`` keys (same pass).
 
     Example:
         >>> import torch
@@ -202,7 +207,12 @@ def policy_grad_stats(policy: Any, per_parameter: bool = False) -> dict[str, flo
     from fusedstats import grad_stats
 
     try:
-        stats = grad_stats(policy, per_parameter=per_parameter)
+        if extended and histograms:
+            from .health import grad_stats_with_histogram
+
+            stats = grad_stats_with_histogram(policy, per_parameter=per_parameter)
+        else:
+            stats = grad_stats(policy, per_parameter=per_parameter, extended=extended)
     except Exception as e:
         logger.warning("gradient stats skipped: %r", e)
         return {}
@@ -215,6 +225,9 @@ def _per_parameter_keys(stats: Mapping[str, float], prefix: str = "grad/") -> di
     out: dict[str, float] = {}
     fields: dict[str, dict[str, float]] = {}
     for key, value in stats.items():
+        if not key.startswith(prefix):  # exp_hist/... keys
+            out[key] = value
+            continue
         # A field name has no "/": the first one after the prefix ends it, and a
         # parameter name may hold more (plain dicts of parameters can name them so).
         field, sep, name = key[len(prefix) :].partition("/")
@@ -229,17 +242,18 @@ def _per_parameter_keys(stats: Mapping[str, float], prefix: str = "grad/") -> di
     return out
 
 
-def policy_weight_stats(policy: Any) -> dict[str, float]:
+def policy_weight_stats(policy: Any, extended: bool = False) -> dict[str, float]:
     """``weights/<metric>/<layer>``: from ``policy.compute_weight_metrics()`` when the
     policy has it (a list of dicts, ``name`` being the layer), else from the fused
     kernel over the policy's parameters (per parameter, plus the global
-    ``weights/<metric>`` and ``weights/dormant_frac/<parameter>``)."""
+    ``weights/<metric>`` and ``weights/dormant_frac/<parameter>``; with ``extended``,
+    the extended fields too)."""
     compute = getattr(policy, "compute_weight_metrics", None)
     try:
         if not callable(compute):
             from fusedstats import weight_stats
 
-            return weight_stats(policy, per_parameter=True)
+            return weight_stats(policy, per_parameter=True, extended=extended)
         out: dict[str, float] = {}
         for entry in compute() or ():
             layer = entry.get("name", "unknown")

@@ -15,6 +15,7 @@ from .client import StatsClient, guarded, response_id
 from .component import TrainerComponent
 from .config import StatsReporterConfig
 from .delivery import CurrentRunWandbSink, build_runner, build_sinks
+from .health import HealthStats
 from .payload import (
     EnvKeys,
     add_default_zero_metrics,
@@ -25,6 +26,7 @@ from .state import EvalRewardSummary, StatsReporterState
 from .timing import Stopwatch, Timer, TimingInfo, compute_timing_stats
 
 if TYPE_CHECKING:
+    from fusedstats.health import WatchHandle
     from fusedstats.sinks import DeliveryReport, Sink, SinkRunner
 
 logger = logging.getLogger("fusedstats.reporter")
@@ -95,6 +97,7 @@ class StatsReporter(TrainerComponent):
         self._state = StatsReporterState()
         self._gate: Any = None  # device sum of found_inf flags since the last report
         self._process_group = process_group
+        self._health = HealthStats(config)  # activation watch, optimizer stats
         if stats_client is not None and config.report_to_stats_client:
             self._state.stats_run_id = self._create_training_run(stats_client)
 
@@ -141,6 +144,18 @@ class StatsReporter(TrainerComponent):
     def sink_counters(self) -> dict[str, Any]:
         """The sink runner's delivery counters (``{}`` before the first payload)."""
         return dict(self._runner.counters) if self._runner is not None else {}
+
+    @property
+    def activation_watch(self) -> WatchHandle | None:
+        """The activation watch on the policy (``activation_stats_interval > 0``), or None;
+        its ``seconds`` is the time its hooks spent recording."""
+        return self._health.handle
+
+    def watch_activations(self, model: Any) -> WatchHandle | None:
+        """Starts watching ``model``'s activations now (``activation_stats_interval >
+        0``); otherwise the first ``report_epoch`` given a policy starts it, and the
+        epoch before goes unwatched. None when activation stats are off."""
+        return self._health.watch_model(model)
 
     # ---- trainer component -----------------------------------------------------------
 
@@ -260,7 +275,9 @@ class StatsReporter(TrainerComponent):
         ``analyze_weights_interval`` epochs; ``parameters/`` from ``optimizer``,
         ``trainer_cfg`` and ``experience``; ``hyperparameters/`` (given, or
         ``trainer_cfg.hyperparameters``); system and memory stats (given, or the
-        registered context's ``system_monitor`` / ``memory_monitor``); eval scores.
+        registered context's ``system_monitor`` / ``memory_monitor``); eval scores;
+        the model-health keys due at this epoch (``act/``, ``act_grad/``, ``optim/``,
+        ``exp_hist/``; see :mod:`fusedstats.reporter.health`).
 
         Then: a finite ``experience/rewards`` is added to ``state.area_under_reward``,
         reported as ``experience/area_under_reward`` (when rewards are reported).
@@ -343,10 +360,13 @@ class StatsReporter(TrainerComponent):
         if policy is not None:
             if not state.grad_stats and _due(epoch, config.grad_mean_variance_interval):
                 state.grad_stats = inputs.policy_grad_stats(
-                    policy, per_parameter=config.per_parameter_grad_stats
+                    policy,
+                    per_parameter=config.per_parameter_grad_stats,
+                    extended=config.extended_grad_stats,
+                    histograms=config.exponent_histograms,
                 )
             if _due(epoch, config.analyze_weights_interval):
-                weights = inputs.policy_weight_stats(policy)
+                weights = inputs.policy_weight_stats(policy, extended=config.extended_weight_stats)
         payload = build_wandb_payload(
             processed,
             timing,
@@ -368,6 +388,7 @@ class StatsReporter(TrainerComponent):
             agent_step=agent_step,
             epoch=epoch,
         )
+        payload.update(self._health.epoch_keys(epoch, policy, optimizer))
         if self._gate is not None:
             skipped = float(self._gate.item())  # the one host read of the gate per epoch
             self._gate = None
@@ -512,6 +533,7 @@ class StatsReporter(TrainerComponent):
                 status=status,
             )
         self._latest_payload = None
+        self._health.close()
         runner, self._runner = self._runner, None
         if runner is None:
             return DeliveryReport({})
@@ -569,6 +591,13 @@ class NoOpStatsReporter(StatsReporter):
 
     @property
     def stats_run_id(self) -> UUID | None:
+        return None
+
+    @property
+    def activation_watch(self) -> WatchHandle | None:
+        return None
+
+    def watch_activations(self, model: Any) -> WatchHandle | None:
         return None
 
     def on_step(self, infos: Any) -> None:

@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ..health.keys import EXP_HIST_PREFIX, exponent_histograms_of, log2_buckets
 from .base import float_payload
 
 #: Payload keys ``grad_param/<parameter name>/<stat>`` (see
@@ -42,6 +43,10 @@ from .base import float_payload
 GRAD_PARAM_PREFIX = "grad_param/"
 #: The histogram of one stat across parameters is tagged ``grad_param_hist/<stat>``.
 HISTOGRAM_PREFIX = "grad_param_hist/"
+#: Payload keys ``act/<module>/<stat>`` and ``act_grad/<module>/<stat>`` (see
+#: :func:`fusedstats.watch`) are also drawn as one histogram per stat across modules,
+#: tagged ``act_hist/<stat>`` and ``act_grad_hist/<stat>``.
+MODULE_HISTOGRAM_TAGS = {"act/": "act_hist/", "act_grad/": "act_grad_hist/"}
 #: At most this many buckets per histogram, as in TensorBoard's own histogram summaries.
 MAX_BUCKETS = 30
 
@@ -78,6 +83,50 @@ def grad_param_histograms(floats: Mapping[str, float]) -> dict[str, list[float]]
         if sep and parameter and stat and math.isfinite(value):
             values[stat].append(value)
     return dict(values)
+
+
+def module_histograms(floats: Mapping[str, float]) -> dict[str, list[float]]:
+    """Per ``act_hist/<stat>`` (``act_grad_hist/<stat>``) tag, the finite values of the
+    ``act/<module>/<stat>`` (``act_grad/<module>/<stat>``) keys, in order.
+
+    Example:
+        >>> module_histograms({"act/fc1/mean": 0.5, "act/fc2/mean": 1.5, "act/fc2/max": 2.0,
+        ...                    "act_grad/fc1/norm": float("inf"), "grad/norm": 1.0})
+        {'act_hist/mean': [0.5, 1.5], 'act_hist/max': [2.0]}
+    """
+    values: defaultdict[str, list[float]] = defaultdict(list)
+    for key, value in floats.items():
+        for prefix, tag in MODULE_HISTOGRAM_TAGS.items():
+            if key.startswith(prefix):
+                module, sep, stat = key[len(prefix) :].rpartition("/")
+                if sep and module and stat and math.isfinite(value):
+                    values[tag + stat].append(value)
+    return dict(values)
+
+
+def exponent_histogram_fields(bins: Mapping[str, float]) -> dict[str, Any] | None:
+    """The ``HistogramProto`` fields of one exponent histogram (``{label: count}`` as
+    :func:`fusedstats.health.keys.exponent_histograms_of` gives): x is log2|x|, one
+    bucket per power of two, zeros left out; None when it counts no nonzero element.
+
+    Example:
+        >>> f = exponent_histogram_fields({"-1": 2.0, "1": 1.0, "zero": 5.0})
+        >>> f["bucket_limit"], f["bucket"], f["min"], f["num"]
+        ([0.0, 1.0, 2.0], [2.0, 0.0, 1.0], -1.0, 3.0)
+    """
+    edges, counts = log2_buckets(bins)
+    if not counts or sum(counts) == 0:
+        return None
+    mids = [edge - 0.5 for edge in edges]
+    return {
+        "min": edges[0] - 1.0,
+        "max": edges[-1],
+        "num": float(sum(counts)),
+        "sum": float(sum(c * m for c, m in zip(counts, mids, strict=True))),
+        "sum_squares": float(sum(c * m * m for c, m in zip(counts, mids, strict=True))),
+        "bucket_limit": edges,
+        "bucket": counts,
+    }
 
 
 def histogram_fields(values: list[float]) -> dict[str, Any]:
@@ -126,7 +175,11 @@ class TensorBoardSink:
     float32 range become +-Inf. With ``histograms``, the payload's
     ``grad_param/<parameter>/<stat>`` keys are also written as one histogram per stat
     across parameters, tagged ``grad_param_hist/<stat>``, from the finite values only
-    (a stat with none gets no histogram at that step).
+    (a stat with none gets no histogram at that step); likewise ``act/<module>/<stat>``
+    and ``act_grad/<module>/<stat>`` across modules, tagged ``act_hist/<stat>`` and
+    ``act_grad_hist/<stat>``; and each exponent histogram carried as
+    ``exp_hist/<base>/<bin>`` keys (:mod:`fusedstats.health.keys`) becomes one
+    histogram of log2|x| tagged ``exp_hist/<base>``, in place of those scalars.
 
     The event file (``events.out.tfevents.<time>.<host>.<pid>.<n>``, parent folders
     created) is opened at the first write. After :meth:`close`, or after a write or
@@ -222,11 +275,24 @@ class TensorBoardSink:
 
     def _summary(self, floats: Mapping[str, float]) -> Any:
         summary_pb2 = self._summary_pb2
-        values = [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in floats.items()]
+        values = [
+            summary_pb2.Summary.Value(tag=k, simple_value=v)
+            for k, v in floats.items()
+            if not (self.histograms and k.startswith(EXP_HIST_PREFIX))
+        ]
         if self.histograms:
             for stat, finite in grad_param_histograms(floats).items():
                 histo = summary_pb2.HistogramProto(**histogram_fields(finite))
                 values.append(summary_pb2.Summary.Value(tag=HISTOGRAM_PREFIX + stat, histo=histo))
+            for tag, finite in module_histograms(floats).items():
+                histo = summary_pb2.HistogramProto(**histogram_fields(finite))
+                values.append(summary_pb2.Summary.Value(tag=tag, histo=histo))
+            for base, bins in exponent_histograms_of(floats).items():
+                fields = exponent_histogram_fields(bins)
+                if fields is not None:
+                    histo = summary_pb2.HistogramProto(**fields)
+                    tag = EXP_HIST_PREFIX + base
+                    values.append(summary_pb2.Summary.Value(tag=tag, histo=histo))
         return summary_pb2.Summary(value=values)
 
     def _write_record(self, data: bytes) -> None:
