@@ -1,4 +1,12 @@
-"""Exponent histograms as payload keys, and back.
+"""Payload keys that carry structure (per-parameter gradient rows, exponent
+histograms), made here and read back here: the reporter makes them, the TensorBoard
+sink reads them (payloads are flat ``{key: float}`` dicts because they cross threads,
+spool files and processes as such).
+
+Per-parameter gradient stats: ``grad_param/<parameter name>/<stat>`` (a parameter
+name may hold "/", a stat never does).
+
+Exponent histograms:
 
 A payload is a flat ``{key: float}`` dict, so an exponent histogram (280 bins, see
 :mod:`fusedstats.kernels.columns`) travels as one key per nonzero bin:
@@ -14,6 +22,33 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..kernels.columns import HIST_BINS, HIST_MAX_EXP, HIST_MIN_EXP, hist_bin_exponents
+
+#: Payload keys of per-parameter gradient stats start with this.
+GRAD_PARAM_PREFIX = "grad_param/"
+
+
+def grad_param_key(parameter: str, stat: str) -> str:
+    """The payload key of one per-parameter gradient stat.
+
+    Example:
+        >>> grad_param_key("enc.0.weight", "norm")
+        'grad_param/enc.0.weight/norm'
+    """
+    return f"{GRAD_PARAM_PREFIX}{parameter}/{stat}"
+
+
+def split_grad_param_key(key: str) -> tuple[str, str] | None:
+    """(parameter, stat) of a :func:`grad_param_key`, or None for any other key.
+
+    Example:
+        >>> split_grad_param_key("grad_param/a/b.weight/norm"), split_grad_param_key("grad/norm")
+        (('a/b.weight', 'norm'), None)
+    """
+    if not key.startswith(GRAD_PARAM_PREFIX):
+        return None
+    parameter, sep, stat = key[len(GRAD_PARAM_PREFIX) :].rpartition("/")
+    return (parameter, stat) if sep and parameter and stat else None
+
 
 #: Payload keys of exponent-histogram bins start with this.
 EXP_HIST_PREFIX = "exp_hist/"

@@ -50,6 +50,11 @@ def _rows(stats: TensorStats) -> list[Any]:
     return stats.host().tolist()  # type: ignore[no-any-return]
 
 
+def metta_name(field: str) -> str:
+    """A field's name in Metta's payload keys (``var`` is ``variance``)."""
+    return _METTA_NAMES.get(field, field)
+
+
 def _keyed(row: Any, prefix: str, suffix: str = "", extended: bool = False) -> dict[str, Any]:
     fields = (*FIELDS, *EXTENDED_FIELDS) if extended else FIELDS
     return {
@@ -64,6 +69,27 @@ def _gradients(model_or_named_parameters: Any) -> list[tuple[str, Any]]:
         if p.grad is not None:
             named.append((n, p.grad))
     return named
+
+
+def grad_tensor_stats(
+    model_or_named_parameters: Any, *, extended: bool = False
+) -> TensorStats | None:
+    """The fused pass over every gradient, as rows named by parameter (no host sync
+    until read): what :func:`grad_stats` turns into keys, for callers that make keys of
+    their own. None when no parameter has a gradient.
+
+    Example:
+        >>> import torch
+        >>> layer = torch.nn.Linear(2, 1)
+        >>> layer(torch.ones(3, 2)).sum().backward()
+        >>> stats = grad_tensor_stats(layer)
+        >>> stats.names, stats.per_tensor["bias"]["norm"]
+        (('weight', 'bias'), 3.0)
+    """
+    named = _gradients(model_or_named_parameters)
+    if not named:
+        return None
+    return _stats([g for _, g in named], [n for n, _ in named], None, 0.0, None, extended)
 
 
 def _set_found_inf(stats: TensorStats, found_inf: Any) -> None:
@@ -112,11 +138,10 @@ def gate_nonfinite(
         >>> flag.item(), stats.first_nonfinite()
         (1.0, 'bias')
     """
-    named = _gradients(model_or_named_parameters)
-    if not named:
+    stats = grad_tensor_stats(model_or_named_parameters, extended=extended)
+    if stats is None:
         found_inf.zero_()
         return None
-    stats = _stats([g for _, g in named], [n for n, _ in named], None, 0.0, None, extended)
     _set_found_inf(stats, found_inf)
     return stats
 
@@ -149,19 +174,17 @@ def grad_stats(
         >>> g["grad/numel"], g["grad/norm"] > 0
         (8.0, True)
     """
-    named = _gradients(model_or_named_parameters)
-    if not named:
+    stats = grad_tensor_stats(model_or_named_parameters, extended=extended)
+    if stats is None:
         if found_inf is not None:
             found_inf.zero_()
         return {}
-    names = [n for n, _ in named]
-    stats = _stats([g for _, g in named], names, None, 0.0, None, extended)
     if found_inf is not None:
         _set_found_inf(stats, found_inf)
     rows = _rows(stats)
     out = _keyed(rows[-1], prefix, extended=extended)
     if per_parameter:
-        for i, name in enumerate(names):
+        for i, name in enumerate(stats.names):
             out.update(_keyed(rows[i], prefix, f"/{name}", extended))
     return out
 

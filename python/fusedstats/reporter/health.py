@@ -36,29 +36,6 @@ def _due(epoch: int, interval: int) -> bool:
     return interval > 0 and epoch % interval == 0
 
 
-def grad_stats_with_histogram(policy: Any, per_parameter: bool = False) -> dict[str, float]:
-    """``grad_stats(policy, per_parameter, extended=True)``'s keys plus the gradients'
-    exponent histogram as ``exp_hist/grad/<bin>`` keys, from the same fused pass."""
-    from fusedstats import tensor_stats
-    from fusedstats.health.keys import exponent_histogram_keys
-    from fusedstats.kernels.model_stats import _gradients, _keyed
-
-    named = _gradients(policy)
-    if not named:
-        return {}
-    stats = tensor_stats([g for _, g in named], [n for n, _ in named], extended=True)
-    host = stats.host()
-    out = _keyed(host[-1].tolist(), "grad/", extended=True)
-    if per_parameter:
-        for i, (name, _) in enumerate(named):
-            out.update(_keyed(host[i].tolist(), "grad/", f"/{name}", extended=True))
-    hist = stats.exponent_histogram[-1]
-    out.update(
-        exponent_histogram_keys("grad", hist.cpu().numpy() if hasattr(hist, "cpu") else hist)
-    )
-    return out
-
-
 class HealthStats:
     """Activation watching and optimizer stats for one reporter.
 

@@ -204,41 +204,27 @@ def policy_grad_stats(
         >>> stats["grad/numel"], "grad_param/bias/norm" in policy_grad_stats(layer)
         (3.0, False)
     """
-    from fusedstats import grad_stats
+    from fusedstats.health.keys import exponent_histogram_keys, grad_param_key
+    from fusedstats.kernels.columns import EXTENDED_FIELDS, FIELDS
+    from fusedstats.kernels.model_stats import grad_tensor_stats, metta_name
 
     try:
+        stats = grad_tensor_stats(policy, extended=extended)
+        if stats is None:
+            return {}
+        fields = (*FIELDS, *EXTENDED_FIELDS) if extended else FIELDS
+        glob = stats.global_
+        out = {f"grad/{metta_name(f)}": glob[f] for f in fields}
+        if per_parameter:
+            for name, row in stats.per_tensor.items():
+                row["n_nonfinite"] = row["n_nan"] + row["n_inf"]
+                for stat in PER_PARAMETER_GRAD_STATS:
+                    out[grad_param_key(name, stat)] = row[stat]
         if extended and histograms:
-            from .health import grad_stats_with_histogram
-
-            stats = grad_stats_with_histogram(policy, per_parameter=per_parameter)
-        else:
-            stats = grad_stats(policy, per_parameter=per_parameter, extended=extended)
+            out.update(exponent_histogram_keys("grad", stats.exponent_histogram[-1].tolist()))
     except Exception as e:
         logger.warning("gradient stats skipped: %r", e)
         return {}
-    return _per_parameter_keys(stats) if per_parameter else stats
-
-
-def _per_parameter_keys(stats: Mapping[str, float], prefix: str = "grad/") -> dict[str, float]:
-    """``grad_stats(per_parameter=True)``'s ``grad/<field>/<name>`` keys as
-    ``grad_param/<name>/<stat>``; its global ``grad/<field>`` keys as they are."""
-    out: dict[str, float] = {}
-    fields: dict[str, dict[str, float]] = {}
-    for key, value in stats.items():
-        if not key.startswith(prefix):  # exp_hist/... keys
-            out[key] = value
-            continue
-        # A field name has no "/": the first one after the prefix ends it, and a
-        # parameter name may hold more (plain dicts of parameters can name them so).
-        field, sep, name = key[len(prefix) :].partition("/")
-        if sep:
-            fields.setdefault(name, {})[field] = value
-        else:
-            out[key] = value
-    for name, row in fields.items():
-        row["n_nonfinite"] = row["n_nan"] + row["n_inf"]
-        for stat in PER_PARAMETER_GRAD_STATS:
-            out[f"grad_param/{name}/{stat}"] = row[stat]
     return out
 
 

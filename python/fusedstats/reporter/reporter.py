@@ -81,10 +81,24 @@ class StatsReporter(TrainerComponent):
         extra_sinks: Sequence[Sink] = (),
         process_group: Any = None,
     ) -> None:
-        super().__init__(epoch_interval=config.interval)
+        self._setup(config, stats_client, wandb_run, extra_sinks, process_group)
         from fusedstats.rollout import warmup
 
         warmup()  # numba compiles (or loads its cache) here, not in a training step
+        self._state = StatsReporterState()
+        if stats_client is not None and config.report_to_stats_client:
+            self._state.stats_run_id = self._create_training_run(stats_client)
+
+    def _setup(
+        self,
+        config: StatsReporterConfig,
+        stats_client: StatsClient | None,
+        wandb_run: Any,
+        extra_sinks: Sequence[Sink],
+        process_group: Any,
+    ) -> None:
+        """The plain fields of a reporter (no numba, no sink, no client call yet)."""
+        TrainerComponent.__init__(self, epoch_interval=config.interval)
         self._config = config
         self._stats_client = stats_client
         self._wandb_run = wandb_run
@@ -94,12 +108,9 @@ class StatsReporter(TrainerComponent):
         self._sinks_wanted = True  # until the config turns out to ask for none
         self._env_keys = EnvKeys()
         self._latest_payload: dict[str, float] | None = None
-        self._state = StatsReporterState()
         self._gate: Any = None  # device sum of found_inf flags since the last report
         self._process_group = process_group
         self._health = HealthStats(config)  # activation watch, optimizer stats
-        if stats_client is not None and config.report_to_stats_client:
-            self._state.stats_run_id = self._create_training_run(stats_client)
 
     @classmethod
     def from_config(
@@ -543,6 +554,15 @@ class StatsReporter(TrainerComponent):
         return report
 
 
+_NOOP_CONFIG = StatsReporterConfig(
+    report_to_wandb=False,
+    report_to_stats_client=False,
+    report_to_console=False,
+    interval=NOOP_INTERVAL,
+    grad_mean_variance_interval=0,
+)
+
+
 class NoOpStatsReporter(StatsReporter):
     """A reporter that does nothing: what :meth:`StatsReporter.from_config` gives for no
     config. Its interval is so large that no epoch is handled; every hook returns at
@@ -556,23 +576,9 @@ class NoOpStatsReporter(StatsReporter):
         (None, None, None, 999999)
     """
 
-    def __init__(self) -> None:  # no super().__init__: nothing of a real reporter is needed
-        TrainerComponent.__init__(self, epoch_interval=NOOP_INTERVAL)
-        self._config = StatsReporterConfig(
-            report_to_wandb=False,
-            report_to_stats_client=False,
-            report_to_console=False,
-            interval=NOOP_INTERVAL,
-            grad_mean_variance_interval=0,
-        )
-        self._stats_client = None
-        self._wandb_run = None
-        self._extra_sinks = []
-        self._runner = None
-        self._wandb_sink = None
-        self._sinks_wanted = False
-        self._env_keys = EnvKeys()
-        self._latest_payload = None
+    def __init__(self) -> None:
+        # The plain fields only: no numba warm-up, no state (made on demand), no sinks.
+        self._setup(_NOOP_CONFIG, None, None, (), None)
         self._noop_state: StatsReporterState | None = None
 
     @property

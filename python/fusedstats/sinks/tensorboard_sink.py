@@ -35,12 +35,16 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..health.keys import EXP_HIST_PREFIX, exponent_histograms_of, log2_buckets
+from ..health.keys import (
+    EXP_HIST_PREFIX,
+    exponent_histograms_of,
+    log2_buckets,
+    split_grad_param_key,
+)
 from .base import float_payload
 
 #: Payload keys ``grad_param/<parameter name>/<stat>`` (see
-#: :func:`fusedstats.reporter.inputs.policy_grad_stats`) are also drawn as histograms.
-GRAD_PARAM_PREFIX = "grad_param/"
+#: :mod:`fusedstats.health.keys`) are also drawn as histograms.
 #: The histogram of one stat across parameters is tagged ``grad_param_hist/<stat>``.
 HISTOGRAM_PREFIX = "grad_param_hist/"
 #: Payload keys ``act/<module>/<stat>`` and ``act_grad/<module>/<stat>`` (see
@@ -77,11 +81,9 @@ def grad_param_histograms(floats: Mapping[str, float]) -> dict[str, list[float]]
     """
     values: defaultdict[str, list[float]] = defaultdict(list)
     for key, value in floats.items():
-        if not key.startswith(GRAD_PARAM_PREFIX):
-            continue
-        parameter, sep, stat = key[len(GRAD_PARAM_PREFIX) :].rpartition("/")
-        if sep and parameter and stat and math.isfinite(value):
-            values[stat].append(value)
+        split = split_grad_param_key(key)
+        if split is not None and math.isfinite(value):
+            values[split[1]].append(value)
     return dict(values)
 
 
