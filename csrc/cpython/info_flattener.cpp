@@ -43,10 +43,11 @@ constexpr uint32_t kNoNode = UINT32_MAX;
 // Deeper than any info an env produces (3-5 levels), shallow enough that a dict nested
 // ~1,000 deep (which would break Python's own recursion) is refused, not walked.
 constexpr size_t kMaxDepth = 512;
-// Dict entries one info may have, shared sub-dicts counted each time: a guard against
-// a DAG of shared dicts whose walk would take forever, far above real infos (~100).
-constexpr int64_t kMaxEntriesPerInfo = int64_t{1} << 22;
-constexpr int64_t kMinChunk = 16;  // values: the first chunk of a key never seen before
+// Dict entries one info may have (262,144), shared sub-dicts counted each time: a guard
+// against a DAG of shared dicts whose walk would take forever (and intern a new path at
+// every entry), far above real infos (~100 entries).
+constexpr int64_t kMaxEntriesPerInfo = int64_t{1} << 18;
+constexpr int64_t kMinChunk = 8;  // values: the first chunk of a key never seen before
 constexpr size_t kMaxCachedTypes = 1024;
 constexpr int kMaxDims = 64;  // NPY_MAXDIMS of numpy 2 (32 before)
 
@@ -404,7 +405,9 @@ void InfoFlattener::skip(uint32_t node) {
 
 InfoFlattener::Status InfoFlattener::reject(const char* reason, uint32_t node,
                                             std::string detail) {
-  rejected_.push_back(Rejected{info_index_, reason, node, std::move(detail)});
+  rejected_.push_back(Rejected{info_index_, reason,
+                               py::reinterpret_borrow<py::object>(nodes_[node].path),
+                               std::move(detail)});
   return kReject;
 }
 
@@ -550,48 +553,36 @@ InfoFlattener::Status InfoFlattener::array(uint32_t node, PyObject* v, bool help
 
 InfoFlattener::Status InfoFlattener::sequence(uint32_t node, PyObject* v) {
   if (PyList_CheckExact(v) || PyTuple_CheckExact(v)) {
-    // numpy.asarray's reading of a flat list of Python numbers, without building the
-    // array: floats (with ints and bools) -> float64; ints and bools within int64 ->
-    // int64; bools alone -> bool. Anything else (nested lists, numpy scalars, ints
-    // beyond int64 without a float) goes to numpy itself, through the helper.
+    // numpy.asarray's reading of a flat list of Python floats, bools and ints within
+    // int64, without building the array: all count, as float64 (ints converted as
+    // numpy converts them). Anything else (nested lists, numpy scalars, ints beyond
+    // int64, whose dtype numpy picks by rules of its own) goes to numpy itself.
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
     PyObject** items = PySequence_Fast_ITEMS(v);
-    bool any_float = false, any_big = false, plain = true;
+    bool plain = true;
     for (Py_ssize_t i = 0; i < n && plain; ++i) {
       PyObject* x = items[i];
-      if (PyFloat_CheckExact(x) || PyBool_Check(x)) {
-        any_float |= PyFloat_CheckExact(x);
-      } else if (PyLong_CheckExact(x)) {
+      if (PyLong_CheckExact(x)) {
         int overflow = 0;
         PyLong_AsLongLongAndOverflow(x, &overflow);
-        any_big |= overflow != 0;
+        plain = overflow == 0;
       } else {
-        plain = false;
+        plain = PyFloat_CheckExact(x) || PyBool_Check(x);
       }
     }
-    if (plain && !(any_big && !any_float)) {
+    if (plain) {
       if (n == 0) return kOk;
-      scratch_.resize(static_cast<size_t>(n));
+      double* out = reserve(node, n);
       for (Py_ssize_t i = 0; i < n; ++i) {
         PyObject* x = items[i];
-        double value;
         if (PyFloat_CheckExact(x)) {
-          value = PyFloat_AS_DOUBLE(x);
+          out[i] = PyFloat_AS_DOUBLE(x);
         } else if (PyBool_Check(x)) {
-          value = x == Py_True ? 1.0 : 0.0;
-        } else if (any_float) {
-          value = PyLong_AsDouble(x);
-          if (value == -1.0 && PyErr_Occurred()) {  // beyond float range: numpy refuses
-            PyErr_Clear();
-            skip(node);
-            return kOk;
-          }
+          out[i] = x == Py_True ? 1.0 : 0.0;
         } else {
-          value = static_cast<double>(PyLong_AsLongLong(x));
+          out[i] = static_cast<double>(PyLong_AsLongLong(x));
         }
-        scratch_[static_cast<size_t>(i)] = value;
       }
-      std::memcpy(reserve(node, n), scratch_.data(), static_cast<size_t>(n) * sizeof(double));
       return kOk;
     }
   }
@@ -766,12 +757,14 @@ InfoFlattener::Status InfoFlattener::walk_info(PyObject* info, Py_ssize_t index)
   info_index_ = index;
   const int64_t arena_mark = arena_used_;
   const size_t tensors_mark = tensors_.size(), skipped_mark = skipped_.size(),
-               touched_mark = touched_.size();
+               touched_mark = touched_.size(), nodes_mark = nodes_.size(),
+               keys_mark = columns_.size();
   undo_.clear();
   const Status s = walk_mapping(info);
   if (s == kOk) return kOk;
-  // Undo the info: its columns back to where they were, its chunks, tensors and skips
-  // dropped. (Key ids it created stay: harmless, they hold no values.)
+  // Undo the info: its columns back to where they were; its chunks, tensors, skips,
+  // and the paths and keys it created dropped (a hostile info must not leave a million
+  // keys behind).
   for (auto u = undo_.rbegin(); u != undo_.rend(); ++u) {
     Column& c = columns_[static_cast<size_t>(u->key)];
     if (u->call == call_) {
@@ -792,7 +785,40 @@ InfoFlattener::Status InfoFlattener::walk_info(PyObject* info, Py_ssize_t index)
   for (size_t i = skipped_mark; i < skipped_.size(); ++i) nodes_[skipped_[i]].skipped_call = 0;
   skipped_.resize(skipped_mark);
   arena_used_ = arena_mark;
+  if (columns_.size() > keys_mark) drop_keys_from(keys_mark);
+  if (nodes_.size() > nodes_mark) drop_nodes_from(nodes_mark);
   return s;
+}
+
+void InfoFlattener::drop_keys_from(size_t mark) {
+  for (size_t k = mark; k < columns_.size(); ++k) {
+    PyObject* name = PyList_GET_ITEM(names_.ptr(), static_cast<Py_ssize_t>(k));
+    if (PyDict_DelItem(ids_.ptr(), name) < 0) PyErr_Clear();
+  }
+  if (PyList_SetSlice(names_.ptr(), static_cast<Py_ssize_t>(mark), PY_SSIZE_T_MAX, nullptr) < 0)
+    throw py::error_already_set();
+  columns_.resize(mark);
+  for (Node& n : nodes_)
+    if (n.key_id >= static_cast<int64_t>(mark)) n.key_id = -1;
+}
+
+void InfoFlattener::drop_nodes_from(size_t mark) {
+  for (size_t i = mark; i < nodes_.size(); ++i) {
+    Node& n = nodes_[i];
+    if (n.parent < mark) {  // its parent stays: forget the position that led here
+      std::vector<uint32_t>& order = nodes_[n.parent].order;
+      for (size_t j = 0; j < order.size(); ++j) {
+        if (order[j] >= mark) {
+          order.resize(j);
+          break;
+        }
+      }
+    }
+    Py_XDECREF(n.key);
+    Py_XDECREF(n.path);
+  }
+  nodes_.resize(mark);
+  rebuild_index();
 }
 
 void InfoFlattener::reset_call() {
@@ -947,9 +973,7 @@ py::tuple InfoFlattener::finish(py::handle host, py::handle lengths) {
                     Py_NewRef(nodes_[skipped_[i]].path));
   py::list rejected;
   for (const Rejected& r : rejected_)
-    rejected.append(py::make_tuple(r.info, r.reason,
-                                   py::reinterpret_borrow<py::object>(nodes_[r.node].path),
-                                   r.detail));
+    rejected.append(py::make_tuple(r.info, r.reason, r.path, r.detail));
   reset_call();
   return py::make_tuple(segments, values, skipped, rejected);
 }

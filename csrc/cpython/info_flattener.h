@@ -112,7 +112,7 @@ class InfoFlattener {
   struct Rejected {
     Py_ssize_t info;
     const char* reason;
-    uint32_t node;
+    py::object path;  // the path object itself: the info's nodes are undone
     std::string detail;
   };
   enum Status { kOk, kReject, kRaise };
@@ -162,6 +162,8 @@ class InfoFlattener {
   void grow_arena(int64_t need);
   void close_chunk(Column& c);
   void reset_call();
+  void drop_nodes_from(size_t mark);
+  void drop_keys_from(size_t mark);
 
   py::object classify_type_, leaf_array_;
   py::dict ids_;
@@ -184,7 +186,6 @@ class InfoFlattener {
   std::vector<uint32_t> skipped_;
   std::vector<Rejected> rejected_;
   std::vector<Frame> stack_;
-  std::vector<double> scratch_;
   Py_ssize_t info_index_ = 0;
   uint64_t call_ = 0, info_ = 0, period_ = 1;
   int64_t entries_ = 0;

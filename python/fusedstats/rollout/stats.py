@@ -187,7 +187,10 @@ class RolloutStats:
             self.skipped[path] = self.skipped.get(path, 0) + 1
         for index, reason, path, detail in batch.rejected:
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
-            where = f" at {path!r}" if path else ""
+            shown = path
+            if len(path) > 120:  # a path 500 levels deep: its two ends say enough
+                shown = f"{path[:50]}...{path[-50:]} ({len(path)} characters)"
+            where = f" at {shown!r}" if path else ""
             said = _REASONS.get(reason, reason)
             self.last_rejection = f"info {index} of an add() call {said}{where}" + (
                 f" ({detail})" if detail else ""
