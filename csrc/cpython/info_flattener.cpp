@@ -150,6 +150,15 @@ void copy_elements(const char* data, int nd, const Py_ssize_t* dims, const Py_ss
   }
 }
 
+void prefetch_lines(const void* p, int lines) {
+  const char* c = static_cast<const char*>(p);
+  for (int i = 0; i < lines; ++i) __builtin_prefetch(c + 64 * i);
+}
+
+// A dict's key table (entries follow its small header and index): CPython's own
+// PyDictObject field, public in the non-limited API.
+const void* dict_keys(PyObject* d) { return reinterpret_cast<PyDictObject*>(d)->ma_keys; }
+
 std::string exception_text() {
   PyObject *type, *value, *trace;
   PyErr_Fetch(&type, &value, &trace);
@@ -331,15 +340,12 @@ void InfoFlattener::grow_arena(int64_t need) {
 }
 
 void InfoFlattener::first_touch(int64_t key, Column& c) {
-  undo_.emplace_back();
-  Undo& u = undo_.back();  // written in place: a temporary copied in stalled (measured)
-  u.key = key;
-  u.pieces = c.pieces.size();
-  u.open_start = c.open_start;
-  u.open_used = c.open_used;
-  u.open_cap = c.open_cap;
-  u.written = c.written;
-  u.call = c.call;
+  c.saved_pieces = c.pieces.size();
+  c.saved_open_start = c.open_start;
+  c.saved_open_used = c.open_used;
+  c.saved_open_cap = c.open_cap;
+  c.saved_written = c.written;
+  c.saved_call = c.call;
   if (c.call != call_) {
     c.call = call_;
     c.pieces.clear();
@@ -416,7 +422,11 @@ InfoFlattener::Status InfoFlattener::python_error(uint32_t node, const char* rea
   return reject(reason, node, exception_text());
 }
 
-bool InfoFlattener::unchanged() const {
+// Called after every place where Python code may have run: the entries read ahead are
+// no longer trusted (a value could have been replaced and freed), and no dict being
+// walked may have changed size.
+bool InfoFlattener::unchanged() {
+  ++callbacks_;
   for (const Frame& f : stack_)
     if (!f.items && PyDict_GET_SIZE(f.map) != f.size) return false;
   return true;
@@ -432,6 +442,7 @@ InfoFlattener::Status InfoFlattener::kind_of(PyObject* v, uint32_t node, int* ki
   if (type_kinds_.size() >= kMaxCachedTypes) {
     type_kinds_.clear();
     type_refs_.clear();
+    array_type_ = nullptr;
   }
   PyObject* r = PyObject_CallOneArg(classify_type_.ptr(), reinterpret_cast<PyObject*>(tp));
   long k = r ? PyLong_AsLong(r) : -1;
@@ -442,6 +453,7 @@ InfoFlattener::Status InfoFlattener::kind_of(PyObject* v, uint32_t node, int* ki
     k = kLeafSkip;  // a type that cannot be classified is not a number (not cached)
   } else {
     type_kinds_.emplace(tp, static_cast<int>(k));
+    if (k == kLeafArray && !array_type_) array_type_ = tp;
     type_refs_.push_back(py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(tp)));
   }
   *kind = static_cast<int>(k);
@@ -643,17 +655,32 @@ InfoFlattener::Status InfoFlattener::push(PyObject* map, uint32_t node) {
   if (stack_.size() >= kMaxDepth) return reject(kTooDeep, node);
   for (const Frame& f : stack_)
     if (f.map == map) return reject(kCycle, node);
-  Frame f{Py_NewRef(map), nullptr, 0, 0, node, 0};
+  const size_t begin = entries_.size();
+  Frame f{Py_NewRef(map), nullptr, 0, 0, node, 0, begin, begin, begin, callbacks_};
   if (PyDict_Check(map)) {
     f.size = PyDict_GET_SIZE(map);
     // Fresh infos are not in cache, and reading them is a chain of dependent loads
-    // (dict -> entries -> key and value objects). Touching every key and value of the
-    // dict first lets those loads run side by side instead of one per entry.
+    // (dict -> entries -> key and value objects -> an array's data, a nested dict's
+    // entries). The dict's entries are read ahead, and what they point to is asked for
+    // before it is needed, so those loads run side by side instead of one at a time
+    // (measured on fresh 1,024-info calls: 2.8 -> 2.3 ms).
     Py_ssize_t pos = 0;
     PyObject *k, *v;
-    while (PyDict_Next(map, &pos, &k, &v)) {  // measured: ~10% off a cold walk
+    while (PyDict_Next(map, &pos, &k, &v)) {
+      entries_.push_back(Entry{k, v, pos});
       __builtin_prefetch(k);
       __builtin_prefetch(v);
+    }
+    f.end = entries_.size();
+    for (size_t i = begin; i < f.end; ++i) {
+      PyObject* value = entries_[i].value;
+      if (Py_TYPE(value) == &PyDict_Type) {
+        prefetch_lines(dict_keys(value), 4);
+      } else if (Py_TYPE(value) == array_type_) {
+        const auto* a = py::detail::array_proxy(value);
+        prefetch_lines(a->data, 3);  // 24 float64s, per-agent arrays' usual size
+        __builtin_prefetch(a->dimensions);
+      }
     }
   } else {
     f.items = PyMapping_Items(map);
@@ -673,12 +700,21 @@ InfoFlattener::Status InfoFlattener::push(PyObject* map, uint32_t node) {
   return kOk;
 }
 
+void InfoFlattener::pop_frame() {
+  Frame& f = stack_.back();
+  entries_.resize(f.begin);
+  Py_DECREF(f.map);
+  Py_XDECREF(f.items);
+  stack_.pop_back();
+}
+
 void InfoFlattener::clear_stack() {
   for (Frame& f : stack_) {
     Py_XDECREF(f.map);
     Py_XDECREF(f.items);
   }
   stack_.clear();
+  entries_.clear();
 }
 
 InfoFlattener::Status InfoFlattener::walk_mapping(PyObject* info) {
@@ -690,9 +726,7 @@ InfoFlattener::Status InfoFlattener::walk_mapping(PyObject* info) {
     PyObject *k, *v;
     if (f.items) {
       if (f.pos >= PyList_GET_SIZE(f.items)) {
-        Py_DECREF(f.map);
-        Py_DECREF(f.items);
-        stack_.pop_back();
+        pop_frame();
         continue;
       }
       PyObject* pair = PyList_GET_ITEM(f.items, f.pos++);
@@ -702,9 +736,17 @@ InfoFlattener::Status InfoFlattener::walk_mapping(PyObject* info) {
       }
       k = PyTuple_GET_ITEM(pair, 0);
       v = PyTuple_GET_ITEM(pair, 1);
-    } else if (!PyDict_Next(f.map, &f.pos, &k, &v)) {
-      Py_DECREF(f.map);
-      stack_.pop_back();
+    } else if (f.callbacks == callbacks_) {  // no Python code since the read-ahead
+      if (f.cur == f.end) {
+        pop_frame();
+        continue;
+      }
+      const Entry& e = entries_[f.cur++];
+      k = e.key;
+      v = e.value;
+      f.pos = e.pos;
+    } else if (!PyDict_Next(f.map, &f.pos, &k, &v)) {  // live: the dict as it is now
+      pop_frame();
       continue;
     }
     if (++entries > kMaxEntriesPerInfo) {
@@ -759,27 +801,27 @@ InfoFlattener::Status InfoFlattener::walk_info(PyObject* info, Py_ssize_t index)
   const size_t tensors_mark = tensors_.size(), skipped_mark = skipped_.size(),
                touched_mark = touched_.size(), nodes_mark = nodes_.size(),
                keys_mark = columns_.size();
-  undo_.clear();
   const Status s = walk_mapping(info);
   if (s == kOk) return kOk;
   // Undo the info: its columns back to where they were; its chunks, tensors, skips,
   // and the paths and keys it created dropped (a hostile info must not leave a million
   // keys behind).
-  for (auto u = undo_.rbegin(); u != undo_.rend(); ++u) {
-    Column& c = columns_[static_cast<size_t>(u->key)];
-    if (u->call == call_) {
-      c.pieces.resize(u->pieces);
-      c.open_start = u->open_start;
-      c.open_used = u->open_used;
-      c.open_cap = u->open_cap;
-      c.written = u->written;
+  for (const int64_t key : touched_) {  // this call's columns; those of this info undone
+    Column& c = columns_[static_cast<size_t>(key)];
+    if (c.info != info_) continue;
+    if (c.saved_call == call_) {
+      c.pieces.resize(c.saved_pieces);
+      c.open_start = c.saved_open_start;
+      c.open_used = c.saved_open_used;
+      c.open_cap = c.saved_open_cap;
+      c.written = c.saved_written;
     } else {
       c.pieces.clear();
       c.open_start = c.open_used = c.open_cap = c.written = 0;
     }
-    c.call = u->call;
+    c.call = c.saved_call;
+    c.info = 0;
   }
-  undo_.clear();
   touched_.resize(touched_mark);
   tensors_.resize(tensors_mark);
   for (size_t i = skipped_mark; i < skipped_.size(); ++i) nodes_[skipped_[i]].skipped_call = 0;
@@ -827,7 +869,6 @@ void InfoFlattener::reset_call() {
   arena_ = nullptr;
   arena_used_ = arena_cap_ = 0;
   touched_.clear();
-  undo_.clear();
   tensors_.clear();
   skipped_.clear();
   rejected_.clear();
@@ -854,11 +895,7 @@ py::list InfoFlattener::walk(py::handle infos) {
     for (Py_ssize_t i = 0; i < n; ++i) {
       // The next infos' dicts and key tables on their way while this one is walked.
       if (i + 2 < n) __builtin_prefetch(items[i + 2]);
-      if (i + 1 < n && PyDict_CheckExact(items[i + 1])) {
-        const char* keys = reinterpret_cast<const char*>(
-            reinterpret_cast<PyDictObject*>(items[i + 1])->ma_keys);
-        for (int line = 0; line < 4; ++line) __builtin_prefetch(keys + 64 * line);
-      }
+      if (i + 1 < n && PyDict_CheckExact(items[i + 1])) prefetch_lines(dict_keys(items[i + 1]), 4);
       if (walk_info(items[i], i) == kRaise) throw py::error_already_set();
     }
   } catch (...) {
