@@ -74,16 +74,30 @@ inline bool same_str(PyObject* a, PyObject* b) {
   const Py_ssize_t n = PyUnicode_GET_LENGTH(a);
   if (n != PyUnicode_GET_LENGTH(b)) return false;
   if (PyUnicode_IS_COMPACT_ASCII(a) && PyUnicode_IS_COMPACT_ASCII(b)) {
+    // A word at a time, the last word overlapping the one before (a byte loop measured
+    // 14% of the walk); never a byte past the end.
     const auto* x = static_cast<const char*>(PyUnicode_DATA(a));
     const auto* y = static_cast<const char*>(PyUnicode_DATA(b));
-    Py_ssize_t i = 0;
-    for (; i + 8 <= n; i += 8) {  // a word at a time (a byte loop measured 14% of the walk)
+    if (n >= 8) {
       uint64_t wx, wy;
-      std::memcpy(&wx, x + i, 8);
-      std::memcpy(&wy, y + i, 8);
-      if (wx != wy) return false;
+      for (Py_ssize_t i = 0; i + 8 < n; i += 8) {
+        std::memcpy(&wx, x + i, 8);
+        std::memcpy(&wy, y + i, 8);
+        if (wx != wy) return false;
+      }
+      std::memcpy(&wx, x + n - 8, 8);
+      std::memcpy(&wy, y + n - 8, 8);
+      return wx == wy;
     }
-    for (; i < n; ++i)
+    if (n >= 4) {
+      uint32_t hx, hy, tx, ty;
+      std::memcpy(&hx, x, 4);
+      std::memcpy(&hy, y, 4);
+      std::memcpy(&tx, x + n - 4, 4);
+      std::memcpy(&ty, y + n - 4, 4);
+      return hx == hy && tx == ty;
+    }
+    for (Py_ssize_t i = 0; i < n; ++i)
       if (x[i] != y[i]) return false;
     return true;
   }

@@ -203,6 +203,23 @@ def test_keys_that_are_not_str_count_under_their_str() -> None:
     assert stats.get("0").tolist() == [1.0, 2.0, 1.0, 2.0]
 
 
+def test_keys_that_differ_in_one_character_stay_apart() -> None:
+    """A key is matched against the one seen at its position last time (hash, then the
+    characters): keys of every length that differ in one place, ASCII or not, and
+    built anew for each info (not the same objects), must not be taken for each other."""
+    infos = []
+    for n in range(1, 21):
+        for p in {0, n // 2, n - 1}:
+            for c in ("a", "b", "é", "日"):
+                key = "".join(["k"] * p + [c] + ["k"] * (n - p - 1))
+                infos.append({"".join(list(key)): float(n), "n": {"".join(list(key)): 1.0}})
+    stats = check(infos, infos[::-1])
+    keys = len({next(iter(i)) for i in infos})
+    assert len(stats) == 2 * keys
+    # equal keys built anew were recognised (else each would add a path node)
+    assert stats._flattener.node_count == 1 + keys + 1 + keys
+
+
 def test_a_refused_info_leaves_nothing_behind() -> None:
     """Its values, skips, tensors, and the paths and keys it created are all undone."""
     loop: dict[str, Any] = {"fresh": 1.0, "t": torch.ones(2), "sub": {"a": np.ones(2), "s": "x"}}
