@@ -525,6 +525,7 @@ InfoFlattener::Status InfoFlattener::array(uint32_t node, PyObject* v, bool help
       skip(node);
       return kOk;
     }
+    py::object hold = py::reinterpret_borrow<py::object>(v);  // Python code runs next
     return helper_array(node, v);
   }
   int64_t n = 1;
@@ -788,8 +789,23 @@ InfoFlattener::Status InfoFlattener::walk_mapping(PyObject* info) {
       if (s != kOk) break;
     }
     nodes_[child].seen = period_;
-    if (PyFloat_CheckExact(v)) {  // the most common leaf, inline
+    // The common leaves inline: floats, per-agent numpy arrays, ints.
+    if (PyFloat_CheckExact(v)) {
       put(child, PyFloat_AS_DOUBLE(v));
+      continue;
+    }
+    if (Py_TYPE(v) == array_type_) {
+      s = array(child, v, false);
+      continue;
+    }
+    if (PyLong_CheckExact(v)) {
+      const double x = PyLong_AsDouble(v);
+      if (x == -1.0 && PyErr_Occurred()) {  // beyond float range
+        PyErr_Clear();
+        skip(child);
+      } else {
+        put(child, x);
+      }
       continue;
     }
     bool is_mapping = false;
