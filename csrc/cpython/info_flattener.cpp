@@ -677,8 +677,8 @@ InfoFlattener::Status InfoFlattener::push(PyObject* map, uint32_t node) {
     // Fresh infos are not in cache, and reading them is a chain of dependent loads
     // (dict -> entries -> key and value objects -> an array's data, a nested dict's
     // entries). The dict's entries are read ahead, and what they point to is asked for
-    // before it is needed, so those loads run side by side instead of one at a time
-    // (measured on fresh 1,024-info calls: 2.8 -> 2.3 ms).
+    // before it is needed, so more of those loads run side by side (measured on fresh
+    // 1,024-info calls, 5 runs each: uniform 2.56 -> 2.39 ms, ragged 1.53 -> 1.28 ms).
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     while (PyDict_Next(map, &pos, &k, &v)) {
