@@ -344,8 +344,43 @@ int64_t InfoFlattener::intern(py::handle path) {
 
 // ---- values ---------------------------------------------------------------------------
 
+constexpr size_t kPooledBuffers = 2;                 // a call's, and the one before
+constexpr int64_t kMaxPooledDoubles = int64_t{1} << 23;  // 64 MiB: larger ones are freed
+
+double* InfoFlattener::BufferPool::take(int64_t need, int64_t* cap) {
+  size_t best = buffers.size();
+  for (size_t i = 0; i < buffers.size(); ++i)
+    if (buffers[i].second >= need && (best == buffers.size() || buffers[i].second < buffers[best].second))
+      best = i;
+  if (best == buffers.size()) return nullptr;
+  double* p = buffers[best].first;
+  *cap = buffers[best].second;
+  buffers.erase(buffers.begin() + static_cast<std::ptrdiff_t>(best));
+  return p;
+}
+
+void InfoFlattener::BufferPool::give(double* buffer, int64_t cap) {
+  if (buffers.size() < kPooledBuffers && cap <= kMaxPooledDoubles) {
+    buffers.emplace_back(buffer, cap);
+  } else {
+    std::free(buffer);
+  }
+}
+
+InfoFlattener::BufferPool::~BufferPool() {
+  for (auto& b : buffers) std::free(b.first);
+}
+
 void InfoFlattener::grow_arena(int64_t need) {
   if (need <= arena_cap_) return;
+  if (!arena_ && need > 0) {
+    int64_t cap = 0;
+    if (double* p = pool_->take(need, &cap)) {
+      arena_ = p;
+      arena_cap_ = cap;
+      return;
+    }
+  }
   const int64_t cap = std::max<int64_t>({need, arena_cap_ * 2, 1024});
   void* p = std::realloc(arena_, static_cast<size_t>(cap) * sizeof(double));
   if (!p) throw std::bad_alloc();
@@ -895,7 +930,7 @@ void InfoFlattener::drop_nodes_from(size_t mark) {
 
 void InfoFlattener::reset_call() {
   clear_stack();
-  std::free(arena_);
+  if (arena_) pool_->give(arena_, arena_cap_);
   arena_ = nullptr;
   arena_used_ = arena_cap_ = 0;
   touched_.clear();
@@ -1022,15 +1057,22 @@ py::tuple InfoFlattener::finish(py::handle host, py::handle lengths) {
   }
   py::array_t<double> values;
   if (arena_used_ > 0) {
-    if (arena_cap_ > arena_used_ + arena_used_ / 4 + 4096) {  // give back a large slack
-      void* p = std::realloc(arena_, static_cast<size_t>(arena_used_) * sizeof(double));
-      if (p) arena_ = static_cast<double*>(p);
-    }
-    py::capsule owner(arena_, [](void* p) { std::free(p); });
-    double* data = arena_;
-    arena_ = nullptr;  // the array owns it now
-    values = py::array_t<double>({arena_used_}, {static_cast<py::ssize_t>(sizeof(double))}, data,
-                                 owner);
+    // The array owns the buffer now; when it dies, the buffer goes back to the pool.
+    struct Owner {
+      double* data;
+      int64_t cap;
+      std::shared_ptr<BufferPool> pool;
+    };
+    auto* owner = new Owner{arena_, arena_cap_, pool_};
+    py::capsule handle(owner, [](void* p) {
+      auto* o = static_cast<Owner*>(p);
+      o->pool->give(o->data, o->cap);
+      delete o;
+    });
+    values = py::array_t<double>({arena_used_}, {static_cast<py::ssize_t>(sizeof(double))},
+                                 arena_, handle);
+    arena_ = nullptr;
+    arena_cap_ = 0;
   } else {
     values = py::array_t<double>(0);
   }

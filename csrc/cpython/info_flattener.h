@@ -19,6 +19,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -183,6 +184,17 @@ class InfoFlattener {
   // objects could run a metaclass's __eq__); the types are held so no address is reused.
   std::unordered_map<PyTypeObject*, int> type_kinds_;
   std::vector<py::object> type_refs_;
+
+  // Value buffers handed to numpy come back here when their array dies (at
+  // RolloutStats.clear()): the next call writes into memory that is already mapped.
+  // Measured: a fresh 1.9 MB buffer per call cost ~440 page faults, ~0.6 ms here.
+  struct BufferPool {
+    std::vector<std::pair<double*, int64_t>> buffers;  // (buffer, capacity in doubles)
+    double* take(int64_t need, int64_t* cap);
+    void give(double* buffer, int64_t cap);
+    ~BufferPool();
+  };
+  std::shared_ptr<BufferPool> pool_ = std::make_shared<BufferPool>();
 
   // This call's state.
   double* arena_ = nullptr;

@@ -334,7 +334,8 @@ def test_values_buffer_holds_no_stale_bytes() -> None:
     """A call that fills less than the last one leaves gaps in the buffer that becomes
     the values array (kept for get() and pickled with the stats): they are zeros."""
     stats = RolloutStats()
-    stats.add([{"a": np.full(500, 7.0), "b": np.full(500, 9.0)}] * 4)
+    big = [{"a": np.full(500, 7.0), "b": np.full(500, 9.0)}] * 4
+    stats.add(big)
     stats.add([{"a": 1.0, "b": 2.0}])  # room for 2,000 values of each, 1 used
     segments, values = stats._pending[-1]
     covered = np.zeros(values.size, dtype=bool)
@@ -342,6 +343,18 @@ def test_values_buffer_holds_no_stale_bytes() -> None:
         covered[start : start + n] = True
     assert values.size >= 2 and np.all(values[~covered] == 0.0)
     assert not values.flags.writeable
+    # Buffers come back for reuse once their values are cleared: still no stale bytes.
+    for _ in range(3):
+        stats.add(big)
+        stats.clear()
+        stats.add([{"a": 1.0, "b": 2.0, "c": [3.0] * 10}])
+        segments, values = stats._pending[-1]
+        covered = np.zeros(values.size, dtype=bool)
+        for _, start, n, _ in segments.T.tolist():
+            covered[start : start + n] = True
+        assert np.all(values[~covered] == 0.0) and stats.get("a").tolist() == [1.0]
+        assert stats.get("c").tolist() == [3.0] * 10
+        stats.clear()
 
 
 def test_one_segment_per_key_once_the_shape_repeats() -> None:
