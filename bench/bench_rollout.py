@@ -269,6 +269,8 @@ def profile(reps: int) -> dict[str, Any]:
             t4 = time.perf_counter()
             kept.means()
             t5 = time.perf_counter()
+            sizes = {"values": int(values.size), "segments": int(segments.shape[1])}
+            del segments, values  # back to the flattener's buffer pool, as clear() does
             if rnd >= 0:
                 for phase, seconds in (
                     ("walk", t1 - t0), ("tensors to host", t2 - t1), ("finish", t3 - t2),
@@ -276,8 +278,7 @@ def profile(reps: int) -> dict[str, Any]:
                 ):  # fmt: skip
                     phases[phase].append(seconds)
         out[name] = {k: statistics.median(v) for k, v in phases.items()}
-        out[name]["values"] = int(values.size)
-        out[name]["segments"] = int(segments.shape[1])
+        out[name].update(sizes)
     return out
 
 
