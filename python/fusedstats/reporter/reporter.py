@@ -93,7 +93,6 @@ class StatsReporter(TrainerComponent):
         self._latest_payload: dict[str, float] | None = None
         self._state = StatsReporterState()
         self._process_group = process_group
-        self._warned_rollout: set[str] = set()  # reasons infos were refused, warned once
         if stats_client is not None and config.report_to_stats_client:
             self._state.stats_run_id = self._create_training_run(stats_client)
 
@@ -231,8 +230,10 @@ class StatsReporter(TrainerComponent):
                 )
 
     def _warn_rollout_once(self, reason: str, message: str) -> None:
-        if reason not in self._warned_rollout:
-            self._warned_rollout.add(reason)
+        # The reasons already warned about, made on first use (no field in __init__).
+        warned: set[str] = self.__dict__.setdefault("_warned_rollout", set())
+        if reason not in warned:
+            warned.add(reason)
             logger.warning("%s", message)
 
     def clear_rollout_stats(self) -> None:
