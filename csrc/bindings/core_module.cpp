@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../cpu/cpu_kernels.h"
+#include "../cpython/info_flattener.h"
 #include "fusedstats/series.h"
 
 namespace py = pybind11;
@@ -264,6 +265,21 @@ PYBIND11_MODULE(_core, m) {
       py::arg("series"), py::arg("group_first"), py::arg("ops"), py::arg("windows"),
       "Parallel merge of groups of value sequences (group_first and windows: int64 arrays, "
       "ops: bytes): (sources within the group or -1, values, group offsets).");
+
+  // Rollout info flattener: reads Python info dicts, so it lives in csrc/cpython (the
+  // file header says why); bound here like the kernels, nothing more.
+  using fs::cpython::InfoFlattener;
+  // The plain `type` metaclass: the class needs no static properties, and its stub
+  // (_core.pyi) then matches what stubtest sees.
+  py::class_<InfoFlattener>(m, "InfoFlattener", py::metaclass(reinterpret_cast<PyObject*>(&PyType_Type)))
+      .def(py::init<py::object, py::object>(), py::arg("classify_type"), py::arg("leaf_array"))
+      .def("walk", &InfoFlattener::walk, py::arg("infos"))
+      .def("finish", &InfoFlattener::finish, py::arg("host"), py::arg("lengths"))
+      .def("intern", &InfoFlattener::intern, py::arg("path"))
+      .def("forget", &InfoFlattener::forget, py::arg("keep_periods"))
+      .def_property_readonly("ids", &InfoFlattener::ids)
+      .def_property_readonly("names", &InfoFlattener::names)
+      .def_property_readonly("node_count", &InfoFlattener::node_count);
 
   m.def("set_num_threads", &fs::cpu::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fs::cpu::get_num_threads);

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,14 +17,41 @@ import torch
 NUMERIC_KINDS = "biuf"
 
 
-def walk(d: dict[Any, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(path, leaf) of every leaf, paths joined by "/" (only dicts nest)."""
+MAX_DEPTH = 512  # dict levels an info may have (RolloutStats refuses deeper ones)
+
+
+def walk(d: Mapping[Any, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, leaf) of every leaf, paths joined by "/" (only mappings nest)."""
     for k, v in d.items():
         path = f"{prefix}/{k}" if prefix else str(k)
-        if isinstance(v, dict):
+        if isinstance(v, Mapping):
             yield from walk(v, path)
         else:
             yield path, v
+
+
+def problem(info: Mapping[Any, Any]) -> str | None:
+    """Why RolloutStats must refuse ``info`` as a whole, or None: a mapping that
+    contains itself ("cycle"), or one nested deeper than MAX_DEPTH ("too deep"),
+    whichever a depth-first walk in key order meets first. (Iterative: a cyclic or
+    deep info must not blow Python's own stack here either.)"""
+    stack: list[tuple[Mapping[Any, Any], Iterator[Any]]] = [(info, iter(info.values()))]
+    while stack:
+        _, values = stack[-1]
+        v = next(values, _END)
+        if v is _END:
+            stack.pop()
+            continue
+        if isinstance(v, Mapping):
+            if len(stack) >= MAX_DEPTH:
+                return "too deep"
+            if any(v is m for m, _ in stack):
+                return "cycle"
+            stack.append((v, iter(v.values())))
+    return None
+
+
+_END = object()
 
 
 def leaf_values(v: Any) -> list[float] | None:
@@ -32,16 +59,19 @@ def leaf_values(v: Any) -> list[float] | None:
     if isinstance(v, (numbers.Real, np.bool_)):  # bool, int, float, numpy, Fraction
         try:
             return [float(v)]
-        except OverflowError:
+        except Exception:  # an int beyond float range, np.timedelta64, a broken __float__
             return None
     if isinstance(v, torch.Tensor):
-        if v.is_complex():
+        if v.is_complex() or v.layout != torch.strided:
             return None
-        return v.detach().to(torch.float64).reshape(-1).tolist()
+        try:
+            return v.detach().to(torch.float64).reshape(-1).cpu().tolist()
+        except (RuntimeError, NotImplementedError):  # a meta tensor has no values
+            return None
     if isinstance(v, (list, tuple)):
         try:
             v = np.asarray(v)
-        except ValueError:  # ragged nesting
+        except (ValueError, OverflowError):  # ragged nesting, ints numpy cannot hold
             return None
     if isinstance(v, np.ndarray) and v.dtype.kind in NUMERIC_KINDS:
         return v.astype(np.float64).reshape(-1).tolist()
@@ -54,11 +84,16 @@ class Reference:
     def __init__(self) -> None:
         self.values: defaultdict[str, list[float]] = defaultdict(list)
         self.skipped: dict[str, int] = {}
+        self.rejected: dict[str, int] = {}
 
-    def add(self, infos: Sequence[Any]) -> None:
+    def add(self, infos: Sequence[Any] | Mapping[Any, Any]) -> None:
         skipped_now = set()
-        for info in infos:
-            if not isinstance(info, dict):
+        for info in [infos] if isinstance(infos, Mapping) else infos:
+            if not isinstance(info, Mapping):
+                continue
+            why = problem(info)
+            if why is not None:
+                self.rejected[why] = self.rejected.get(why, 0) + 1
                 continue
             for path, leaf in walk(info):
                 values = leaf_values(leaf)
@@ -108,6 +143,8 @@ def mismatches(stats: Any, ref: Reference) -> list[str]:
         errors.append(f"keys: got {sorted(stats.keys())}, want {sorted(ref.keys())}")
     if stats.skipped != ref.skipped:
         errors.append(f"skipped: got {stats.skipped}, want {ref.skipped}")
+    if stats.rejected != ref.rejected:
+        errors.append(f"rejected: got {stats.rejected}, want {ref.rejected}")
     got_summary = stats.summary()
     got_means = stats.means()
     for k, want in ref.summary().items():

@@ -11,12 +11,14 @@ non-numeric things that must be skipped and counted.
 from __future__ import annotations
 
 import decimal
+import enum
 import fractions
+import types
 from typing import Any
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from tests.rollout.reference import Reference, mismatches
 
@@ -78,6 +80,19 @@ LEAVES = {
     "ragged_list": lambda draw: [[1.0, 2.0], [3.0]],
     "huge_int": lambda draw: 10**400,
     "complex_tensor": lambda draw: torch.tensor([1 + 1j]),
+    # lists numpy reads by rules of its own (the walk reads plain ones itself)
+    "big_int_list": lambda draw: [2**63, draw(small_ints)],  # float64 in numpy 2
+    "huge_int_list": lambda draw: [2**70, draw(floats)],  # object: skipped
+    "edge_int_list": lambda draw: [-(2**63), 2**63 - 1],
+    "bool_list": lambda draw: draw(st.lists(st.booleans(), max_size=3)),
+    "mixed_list": lambda draw: [True, draw(small_ints), draw(floats)],
+    "numpy_scalar_list": lambda draw: [np.float32(draw(floats)), 2],
+    "nested_list": lambda draw: [[draw(floats), 1.0], [2.0, 3.0]],
+    "big_endian": lambda draw: _array(draw, np.float64, 2).astype(">f8"),
+    "float16": lambda draw: np.array(
+        draw(st.lists(st.floats(-6e4, 6e4), min_size=2, max_size=2)), np.float16
+    ),
+    "mapping_proxy": lambda draw: types.MappingProxyType({"z": draw(floats)}),
 }
 KINDS = sorted(LEAVES)
 COMMON = ["float", "int", "bool", "nan", "agents", "agents_f32", "ragged", "one_element"]
@@ -202,6 +217,16 @@ def _fixed(kind: str) -> Any:
         "tensor_0d": torch.tensor(3.0),
         "tensor_bool": torch.tensor([True, False]),
         "tensor_grad": torch.tensor([1.0], requires_grad=True),
+        "big_int_list": [2**63, 5],
+        "huge_int_list": [2**70, 0.5],
+        "edge_int_list": [-(2**63), 2**63 - 1],
+        "bool_list": [True, False, True],
+        "mixed_list": [True, 2, 3.5],
+        "numpy_scalar_list": [np.float32(1.5), 2],
+        "nested_list": [[1.0, 2.0], [3.0, 4.0]],
+        "big_endian": np.arange(3, dtype=">f8"),
+        "float16": np.array([0.5, -2.0], dtype=np.float16),
+        "mapping_proxy": types.MappingProxyType({"z": 1.0}),
     }
     if kind in fixed:
         return fixed[kind]
@@ -222,3 +247,127 @@ _SKIPPED: dict[str, Any] = {
     "huge_int": 10**400,
     "complex_tensor": torch.tensor([1j]),
 }
+
+
+# ---- ragged infos: what real envs send -------------------------------------------------
+
+
+class OddKey:
+    """A key whose str() and format() differ: a path uses str(key) at the top and
+    format(key) below it, as f-strings did."""
+
+    def __str__(self) -> str:
+        return "odd-str"
+
+    def __format__(self, spec: str) -> str:
+        return "odd-fmt"
+
+
+class Color(enum.Enum):
+    RED = 1
+
+
+ODD = OddKey()
+# str keys, keys that join to the same path ("a/b" and a -> b; 0 and "0"), the empty
+# key (a prefix that joins like the top), and keys that are not str at all.
+RAGGED_KEYS: list[Any] = ["a", "b", "c", "a/b", "0", "", 0, 7, (1, 2), 2.5, ODD, Color.RED]
+
+
+@st.composite
+def ragged_shapes(draw: Any, depth: int = 0) -> dict[Any, Any]:
+    """key -> leaf kind or nested shape, over RAGGED_KEYS, nesting up to 4 levels."""
+    keys = draw(st.lists(st.sampled_from(RAGGED_KEYS), max_size=5, unique=True))
+    shape: dict[Any, Any] = {}
+    for k in keys:
+        if depth < 4 and draw(st.integers(0, 3)) == 0:
+            shape[k] = draw(ragged_shapes(depth + 1))
+        else:
+            shape[k] = draw(st.sampled_from(COMMON) | st.sampled_from(KINDS))
+    return shape
+
+
+@st.composite
+def ragged_fill(draw: Any, shape: dict[Any, Any], keep: int) -> dict[Any, Any]:
+    """An info of ``shape`` in which each key is present with probability keep/4 (a key
+    that only some envs report), leaves now and then of another kind."""
+    info: dict[Any, Any] = {}
+    for k, kind in shape.items():
+        if draw(st.integers(0, 3)) >= keep:
+            continue
+        if isinstance(kind, dict):
+            info[k] = draw(ragged_fill(kind, keep))
+        else:
+            rogue = draw(st.integers(0, 8)) == 0
+            info[k] = LEAVES[draw(st.sampled_from(KINDS)) if rogue else kind](draw)
+    return info
+
+
+def _chain(depth: int, leaf: Any) -> dict[str, Any]:
+    """{"d": {"d": ... {"x": leaf}}}: ``depth`` dict levels."""
+    info: dict[str, Any] = {"x": leaf}
+    for _ in range(depth - 1):
+        info = {"d": info}
+    return info
+
+
+@st.composite
+def ragged_info(draw: Any, shape: dict[Any, Any]) -> Any:
+    """One entry of an add() call: mostly an info of ``shape`` with keys missing, else
+    an empty dict, None, a deep chain (accepted up to 512 levels, refused beyond), or
+    an info that contains itself (refused)."""
+    special = draw(st.integers(0, 19))
+    if special == 0:
+        return {}
+    if special == 1:
+        return None
+    if special == 2:
+        return _chain(draw(st.sampled_from([5, 60, 200, 600])), draw(floats))
+    info = draw(ragged_fill(shape, draw(st.integers(1, 4))))
+    if special == 3:  # a cycle, at the top or one level down
+        holder: dict[Any, Any] = info
+        for v in info.values():
+            if isinstance(v, dict):
+                holder = v
+                break
+        holder["loop"] = info
+    return info
+
+
+@st.composite
+def ragged_calls(draw: Any) -> list[tuple[list[Any], bool]]:
+    """Several add() calls (each: infos, then whether clear() follows)."""
+    shape = draw(ragged_shapes())
+    out = []
+    for _ in range(draw(st.integers(1, 4))):
+        if draw(st.integers(0, 3)) == 0:
+            shape = draw(ragged_shapes())  # the env changed what it reports
+        infos = draw(st.lists(ragged_info(shape), max_size=10))
+        out.append((infos, draw(st.integers(0, 3)) == 0))
+    return out
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(ragged_calls(), st.sampled_from([1, 2, None]))
+def test_ragged_infos_match_reference(
+    batches: list[tuple[list[Any], bool]], forget_after: int | None
+) -> None:
+    """Missing keys, empty dicts, mixed kinds under one path, arrays of varying length,
+    deep nesting, keys that are not str, paths spelled two ways, cyclic and too-deep
+    infos (refused and counted, the rest of the call kept), with clear() between calls
+    forgetting keys: the same as the plain reference."""
+    stats, ref = RolloutStats(forget_after=forget_after), Reference()
+    for infos, then_clear in batches:
+        stats.add(infos)
+        ref.add(infos)
+        errors = mismatches(stats, ref)
+        assert not errors, "\n".join(errors)
+        for reason in ref.rejected:
+            event(f"rejected: {reason}")
+        if then_clear:
+            stats.clear()
+            ref = Reference()
+            assert len(stats) == 0 and stats.rejected == {} and stats.skipped == {}

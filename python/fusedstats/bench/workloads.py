@@ -46,6 +46,73 @@ def rollout_infos(n: int, seed: int) -> list[dict[str, Any]]:
     return infos
 
 
+def ragged_rollout_infos(n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` info dicts as envs that differ send them: every 17th empty (no episode
+    ended there), an ``episode`` group in every 3rd only, a str leaf (skipped), a
+    1-element torch tensor, a 24-element float32 array, 10 ``game/*`` floats and a bool:
+    16 numeric leaves (19 with the episode group). Needs torch.
+
+    Example:
+        >>> infos = ragged_rollout_infos(4, seed=0)
+        >>> infos[0], sorted(infos[3]), infos[1]["agent"]["hp"].dtype
+        ({}, ['agent', 'env_name', 'episode', 'game', 'reward', 'steps'], dtype('float32'))
+    """
+    import torch
+
+    rng = np.random.default_rng(seed)
+    infos: list[dict[str, Any]] = []
+    for i in range(n):
+        if i % 17 == 0:
+            infos.append({})
+            continue
+        info: dict[str, Any] = {
+            "env_name": "forage-v3",
+            "reward": torch.tensor([float(rng.normal())]),
+            "steps": int(rng.integers(1, 500)),
+            "agent": {
+                "hp": rng.random(N_AGENTS).astype(np.float32),
+                "energy": float(rng.random()),
+                "alive": bool(rng.random() < 0.9),
+            },
+            "game": {f"stat_{j}": v for j, v in enumerate(rng.normal(size=10).tolist())},
+        }
+        if i % 3 == 0:
+            info["episode"] = {
+                "return": float(rng.normal()),
+                "length": int(rng.integers(100, 1000)),
+                "won": bool(rng.random() < 0.5),
+            }
+        infos.append(info)
+    return infos
+
+
+def lean_rollout_means(raw_infos: list[dict[str, Any]]) -> dict[str, float]:
+    """The lean pure-Python way: one recursive walk into a ``defaultdict(list)`` (numbers
+    appended, arrays and tensors extended with their elements, anything else left out),
+    then ``np.mean`` per key. No per-leaf checks beyond the type tests it needs.
+
+    Example:
+        >>> lean_rollout_means([{"a": {"b": 1.0}, "s": "x"}, {"a": {"b": np.array([3.0, 5.0])}}])
+        {'a/b': 3.0}
+    """
+    torch = sys.modules.get("torch")
+    tensor = torch.Tensor if torch is not None else ()
+    acc: defaultdict[str, list[Any]] = defaultdict(list)
+
+    def walk(prefix: str, d: dict[str, Any]) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(f"{prefix}{k}/", v)
+            elif isinstance(v, (int, float)):
+                acc[prefix + k].append(v)
+            elif isinstance(v, (np.ndarray, tensor)):
+                acc[prefix + k].extend(v.tolist())
+
+    for info in raw_infos:
+        walk("", info)
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
 def unroll_nested_dict(d: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     """Metta's (and PufferLib's) ``unroll_nested_dict``: a generator per nesting level."""
     for k, v in d.items():
@@ -191,9 +258,11 @@ __all__ = [
     "N_TIMERS",
     "epoch_infos",
     "grad_values",
+    "lean_rollout_means",
     "metta_rollout_means",
     "plain_accumulate",
     "plain_payload",
+    "ragged_rollout_infos",
     "rollout_infos",
     "stopwatch",
     "unroll_nested_dict",

@@ -222,14 +222,47 @@ class StatsReporter(TrainerComponent):
 
     # ---- accumulating ----------------------------------------------------------------
 
-    def process_rollout(self, raw_infos: Sequence[Mapping[str, Any]]) -> None:
+    def process_rollout(self, raw_infos: Iterable[Mapping[str, Any]] | Mapping[str, Any]) -> None:
         """Accumulates every numeric leaf of every info dict under its "/"-joined path
         (compiled ragged aggregation; non-numeric leaves are skipped and counted in
-        ``state.rollout_stats.skipped``)."""
+        ``state.rollout_stats.skipped``).
+
+        ``raw_infos``: a list (any iterable) of info dicts, or one info dict (one info).
+        Anything else (a str, a number, None) is refused with a warning. An info that
+        cannot be read (it contains itself, is nested deeper than 512 levels, or is
+        changed by another thread meanwhile) is left out and counted in
+        ``state.rollout_stats.rejected``, and the call's other infos are kept; the first
+        of each kind is logged as a warning.
+        """
+        stats = self._state.rollout_stats
+        given: object = raw_infos  # typed callers can still pass anything: checked here
+        if isinstance(given, str | bytes) or not isinstance(given, Mapping | Iterable):
+            self._warn_rollout_once(
+                "argument",
+                "process_rollout(raw_infos) takes a list of info dicts or one info dict, "
+                f"got {type(given).__name__}: refused (nothing accumulated)",
+            )
+            return
+        rejected_before = sum(stats.rejected.values())
         try:
-            self._state.rollout_stats.add(raw_infos)
-        except Exception as e:  # bad infos must not stop training
+            stats.add(raw_infos)
+        except Exception as e:  # add() does not raise on bad infos; this is a last guard
             logger.warning("rollout infos not accumulated: %r", e)
+            return
+        if sum(stats.rejected.values()) != rejected_before:
+            for reason in stats.rejected:
+                self._warn_rollout_once(
+                    reason,
+                    f"rollout infos left out ({reason}; the latest: {stats.last_rejection}); "
+                    "the other infos were kept (counts in state.rollout_stats.rejected)",
+                )
+
+    def _warn_rollout_once(self, reason: str, message: str) -> None:
+        # The reasons already warned about, made on first use (no field in __init__).
+        warned: set[str] = self.__dict__.setdefault("_warned_rollout", set())
+        if reason not in warned:
+            warned.add(reason)
+            logger.warning("%s", message)
 
     def clear_rollout_stats(self) -> None:
         self._state.rollout_stats.clear()
@@ -621,7 +654,7 @@ class NoOpStatsReporter(StatsReporter):
     def on_failure(self) -> None:
         return None
 
-    def process_rollout(self, raw_infos: Sequence[Mapping[str, Any]]) -> None:
+    def process_rollout(self, raw_infos: Iterable[Mapping[str, Any]] | Mapping[str, Any]) -> None:
         return None
 
     def clear_rollout_stats(self) -> None:

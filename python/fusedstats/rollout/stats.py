@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import functools
-import sys
-from collections.abc import Mapping, Sequence
+import logging
+import threading
+from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from .flatten import Batch, Flattener, tensors_to_host
+from .flatten import Batch, Flattener
+
+logger = logging.getLogger(__name__)
 
 _STAT_NAMES = ("count", "sum", "mean", "std", "min", "max")
+# Why an info was not accumulated (the reasons the native walk reports, and the call-level
+# ones of add()), in words for RolloutStats.last_rejection.
+_REASONS = {
+    "cycle": "contains itself (a cycle)",
+    "too deep": "is nested deeper than 512 levels",
+    "too large": "has more than 4,194,304 entries (shared sub-dicts counted each time)",
+    "changed during the call": "changed size while it was read (another thread, or a "
+    "leaf's __float__, changed it)",
+    "bad key": "has a key that cannot be turned into a str",
+    "bad mapping": "has a mapping whose items() failed",
+    "not info dicts": "is not a list of info dicts",
+    "re-entrant call": "came from inside another add() call on the same RolloutStats",
+}
+DEFAULT_FORGET_AFTER = 10  # clear() periods a key may go unseen before it is forgotten
+KEY_TABLE_WARN = 100_000  # keys held: past this, a warning (once) about ever-new keys
 
 
 def warmup() -> None:
@@ -47,16 +65,32 @@ class RolloutStats:
     elements all count (a 1-element one is just a number; per-agent arrays may have
     different lengths in different infos). Anything else (str, None, bytes, objects,
     object/string/complex arrays, ragged nested lists) is skipped and counted in
-    :attr:`skipped`, once per key per :meth:`add` call; it never raises.
+    :attr:`skipped`, once per key per :meth:`add` call. Keys that are not str count
+    under ``str(key)``.
+
+    :meth:`add` never raises on bad input. An info dict that cannot be read as a whole
+    (one that contains itself, is nested deeper than 512 levels, has more than 4 M
+    entries, or is changed by another thread while it is read) is left out entirely and
+    counted in :attr:`rejected` by reason (:attr:`last_rejection` says which info and
+    where); the call's other infos are accumulated.
 
     NaN values are accumulated like numbers, as ``np.mean`` would: one NaN makes its
     key's sum, mean, std, min and max NaN (count still counts it).
 
     Statistics match numpy's over all values seen since construction or
     :meth:`clear` (``std`` is the population one, like ``np.std``); :meth:`get`
-    returns the values themselves, in the order they were added. A key spelled with a
-    "/" and a nested path that joins to the same string are one key (exact statistics;
-    within one call, :meth:`get` lists one spelling's values before the other's).
+    returns the values themselves, in the order they were read (info by info). A key
+    spelled with a "/" and a nested path that joins to the same string are one key.
+
+    Keys are kept in a table across :meth:`clear` calls (ids index the statistics). So
+    that keys which embed ever-new ids (episode ids) cannot grow it forever, a key not
+    seen in the last ``forget_after`` clear() periods is forgotten at :meth:`clear` (a
+    forgotten key that comes back simply counts as new); ``forget_after=None`` keeps
+    every key. Past 100,000 keys a warning is logged once.
+
+    Args:
+        forget_after: clear() periods a key may go unseen before it is forgotten (the
+            reporter clears once per report), or None to keep all keys.
 
     Example:
         >>> stats = RolloutStats()
@@ -67,14 +101,29 @@ class RolloutStats:
         array([1., 2., 3.])
         >>> stats.add([{"reward": "n/a"}]); stats.skipped
         {'reward': 1}
+        >>> loop = {"x": 5.0}; loop["self"] = loop
+        >>> stats.add([loop, {"reward": 5}]); stats.rejected, stats.means()["reward"]
+        ({'cycle': 1}, 3.0)
     """
 
     skipped: dict[str, int]
+    rejected: dict[str, int]
+    last_rejection: str | None
 
-    def __init__(self) -> None:
+    def __init__(self, *, forget_after: int | None = DEFAULT_FORGET_AFTER) -> None:
+        if forget_after is not None and (
+            isinstance(forget_after, bool) or not isinstance(forget_after, int) or forget_after < 1
+        ):
+            raise ValueError(f"forget_after must be an int >= 1 or None, got {forget_after!r}")
         _load_kernels()  # compiled now, not in the first add() of a training step
         self._flattener = Flattener()
+        self._forget_after = forget_after
+        self._warned_keys = False
+        self._lock = threading.RLock()
+        self._adding = False
         self.skipped = {}
+        self.rejected = {}
+        self.last_rejection = None
         self._allocate(16)
         # get(): each call's values and segments, sliced per key only when asked for.
         self._pending: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = []
@@ -96,33 +145,80 @@ class RolloutStats:
         ):
             new[: prev.size] = prev
 
-    def add(self, infos: Sequence[Mapping[str, Any]]) -> None:
-        """Accumulates every numeric leaf of ``infos`` (entries that are not mappings,
-        such as None, are ignored).
+    def add(self, infos: Iterable[Mapping[str, Any]] | Mapping[str, Any]) -> None:
+        """Accumulates every numeric leaf of ``infos``: a list (any iterable) of info
+        dicts, or one info dict. Entries that are not mappings, such as None, are
+        ignored; infos that cannot be read are counted in :attr:`rejected`. Never raises
+        on bad input.
 
         Example:
             >>> stats = RolloutStats()
             >>> stats.add([{"agent": {"reward": np.array([1.0, 0.0])}}, {}])
+            >>> stats.add({"agent": {"reward": 2.0}})  # one dict: one info
             >>> stats.summary()["agent/reward"]["count"]
-            2.0
+            3.0
         """
-        batch = self._flattener.flatten(infos)
-        torch = sys.modules.get("torch")
-        if torch is not None and batch.seg_keys:
-            tensors_to_host(batch, torch)  # may skip tensors that cannot reach the host
+        given: object = infos  # typed callers can still pass anything: checked here
+        batch: Iterable[Any]
+        if isinstance(given, Mapping):
+            batch = (given,)
+        elif isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
+            self._reject_call("not info dicts", f"got {type(given).__name__}")
+            return
+        else:
+            batch = given
+        with self._lock:  # one add() at a time; the walk keeps state between its steps
+            if self._adding:  # the same thread, from a leaf's __float__ or __array__
+                self._reject_call("re-entrant call", "")
+                return
+            self._adding = True
+            try:
+                self._add(batch)
+            finally:
+                self._adding = False
+
+    def _add(self, infos: Iterable[Any]) -> None:
+        try:
+            batch = self._flattener.flatten(infos)
+        except Exception as e:  # iterating infos raised (a generator that fails...)
+            self._reject_call("not info dicts", repr(e))
+            return
         for path in batch.skipped:
             self.skipped[path] = self.skipped.get(path, 0) + 1
-        if batch.seg_keys:
+        for index, reason, path, detail in batch.rejected:
+            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+            shown = path
+            if len(path) > 120:  # a path 500 levels deep: its two ends say enough
+                shown = f"{path[:50]}...{path[-50:]} ({len(path)} characters)"
+            where = f" at {shown!r}" if path else ""
+            said = _REASONS.get(reason, reason)
+            self.last_rejection = f"info {index} of an add() call {said}{where}" + (
+                f" ({detail})" if detail else ""
+            )
+        if batch.segments.shape[1]:
             self._reduce(batch)
+        n_keys = len(self._flattener.names)
+        if n_keys > KEY_TABLE_WARN and not self._warned_keys:
+            self._warned_keys = True
+            logger.warning(
+                "RolloutStats holds %d keys: do info keys embed ever-new ids (episode ids)? "
+                "Unseen keys are forgotten at clear() (forget_after=%s)",
+                n_keys,
+                self._forget_after,
+            )
+
+    def _reject_call(self, reason: str, detail: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        said = _REASONS.get(reason, reason)
+        self.last_rejection = f"an add() call's argument {said}" + (
+            f" ({detail})" if detail else ""
+        )
 
     def _reduce(self, batch: Batch) -> None:
         n_keys = len(self._flattener.names)
         if n_keys > self._count.size:
             self._grow(n_keys)
-        segments = np.array(
-            [batch.seg_keys, batch.seg_starts, batch.seg_lens, batch.seg_strides], dtype=np.int64
-        )
-        values = np.concatenate(batch.parts, axis=None, dtype=np.float64, casting="unsafe")
+        segments, values = batch.segments, batch.values  # the walk's buffers, not copies
         _load_kernels().reduce_segments(
             segments, values, self._count, self._sum, self._mean, self._m2, self._min, self._max
         )
@@ -226,7 +322,7 @@ class RolloutStats:
     def export_state(self) -> dict[str, Any]:
         """The running statistics as plain data (JSON/pickle safe), for
         :meth:`merge_state` in another process: per key its count, sum, mean, M2
-        (sum of squared deviations), min and max, and the skip counts. The values
+        (sum of squared deviations), min and max, and the skip and rejection counts. The values
         themselves (what :meth:`get` returns) are not included.
 
         Example:
@@ -246,6 +342,7 @@ class RolloutStats:
             "min": self._min[present].tolist(),
             "max": self._max[present].tolist(),
             "skipped": dict(self.skipped),
+            "rejected": dict(self.rejected),
         }
 
     def merge_state(self, state: Mapping[str, Any]) -> None:
@@ -260,38 +357,60 @@ class RolloutStats:
             >>> a.merge_state(b.export_state()); a.means()
             {'x': 2.0, 'y': 5.0}
         """
-        keys = list(state["keys"])
-        if keys:
-            ids = np.array([self._flattener.key_id(k) for k in keys], dtype=np.int64)
-            if len(self._flattener.names) > self._count.size:
-                self._grow(len(self._flattener.names))
-            n = np.asarray(state["count"], dtype=np.int64)
-            seen = self._count[ids]
-            total = seen + n
-            mean = np.asarray(state["mean"], dtype=np.float64)
-            delta = mean - self._mean[ids]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                share = np.where(total > 0, n / np.maximum(total, 1), 0.0)
-                self._mean[ids] = np.where(seen == 0, mean, self._mean[ids] + delta * share)
-                self._m2[ids] = np.where(
-                    seen == 0,
-                    state["m2"],
-                    self._m2[ids] + np.asarray(state["m2"]) + delta * delta * seen * share,
+        with self._lock:
+            keys = list(state["keys"])
+            if keys:
+                ids = np.array([self._flattener.key_id(k) for k in keys], dtype=np.int64)
+                if len(self._flattener.names) > self._count.size:
+                    self._grow(len(self._flattener.names))
+                n = np.asarray(state["count"], dtype=np.int64)
+                seen = self._count[ids]
+                total = seen + n
+                mean = np.asarray(state["mean"], dtype=np.float64)
+                delta = mean - self._mean[ids]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    share = np.where(total > 0, n / np.maximum(total, 1), 0.0)
+                    self._mean[ids] = np.where(seen == 0, mean, self._mean[ids] + delta * share)
+                    self._m2[ids] = np.where(
+                        seen == 0,
+                        state["m2"],
+                        self._m2[ids] + np.asarray(state["m2"]) + delta * delta * seen * share,
+                    )
+                # np.minimum/np.maximum propagate NaN: it sticks, as in add().
+                self._min[ids] = np.minimum(
+                    self._min[ids], np.asarray(state["min"], dtype=np.float64)
                 )
-            # np.minimum/np.maximum propagate NaN: it sticks, as in add().
-            self._min[ids] = np.minimum(self._min[ids], np.asarray(state["min"], dtype=np.float64))
-            self._max[ids] = np.maximum(self._max[ids], np.asarray(state["max"], dtype=np.float64))
-            self._sum[ids] += np.asarray(state["sum"], dtype=np.float64)
-            self._count[ids] = total
-        for key, n_skipped in state.get("skipped", {}).items():
-            self.skipped[key] = self.skipped.get(key, 0) + int(n_skipped)
+                self._max[ids] = np.maximum(
+                    self._max[ids], np.asarray(state["max"], dtype=np.float64)
+                )
+                self._sum[ids] += np.asarray(state["sum"], dtype=np.float64)
+                self._count[ids] = total
+            for key, n_skipped in state.get("skipped", {}).items():
+                self.skipped[key] = self.skipped.get(key, 0) + int(n_skipped)
+            for reason, n_rejected in state.get("rejected", {}).items():
+                self.rejected[reason] = self.rejected.get(reason, 0) + int(n_rejected)
 
     def clear(self) -> None:
-        """Forgets all values and skip counts (the key ids stay, to be reused)."""
-        self._allocate(self._count.size)
-        self.skipped.clear()
-        self._pending.clear()
-        self._chunks.clear()
+        """Forgets all values, skip and rejection counts. Key ids stay, to be reused,
+        except those of keys not seen in the last ``forget_after`` clear() periods,
+        which are forgotten (the others keep their order).
+
+        Example:
+            >>> stats = RolloutStats(forget_after=1)
+            >>> stats.add([{"episode_17": 1.0, "x": 2.0}]); stats.clear()
+            >>> stats.add([{"x": 3.0}]); stats.clear()  # episode_17 unseen since: forgotten
+            >>> stats._flattener.names
+            ['x']
+        """
+        with self._lock:
+            if self._forget_after is not None:
+                self._flattener.forget(self._forget_after)
+            self._allocate(self._count.size)
+            self.skipped.clear()
+            self.rejected.clear()
+            self.last_rejection = None
+            self._pending.clear()
+            self._chunks.clear()
 
     def debug_summary(self) -> str:
         """One line per skipped key with its count (empty when nothing was skipped).
@@ -307,7 +426,31 @@ class RolloutStats:
             n = self.skipped[key]
             calls = "call" if n == 1 else "calls"
             lines.append(f"{key}: skipped in {n} add() {calls} (non-numeric leaves)")
+        for reason in sorted(self.rejected):
+            n = self.rejected[reason]
+            lines.append(f"rejected ({reason}): {n} info{'' if n == 1 else 's'} not accumulated")
+        if self.last_rejection:
+            lines.append(f"last rejected: {self.last_rejection}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return f"RolloutStats({len(self)} keys, {len(self.skipped)} skipped)"
+
+    # ---- pickling (checkpoints, deepcopy): the native key table is rebuilt ---------
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            self._slice_pending()  # the values as per-key arrays, without the walk's buffers
+            state = {k: v for k, v in self.__dict__.items() if k not in ("_flattener", "_lock")}
+            state["_names"] = list(self._flattener.names)
+            state["_adding"] = False
+            return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        names = state.pop("_names")
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._flattener = Flattener()
+        for name in names:
+            self._flattener.key_id(name)
