@@ -159,11 +159,14 @@ def test_warm_up_on_one_stream_then_capture_on_another_is_a_hit(
     assert_matches_reference(out, xs)
 
 
-def test_a_miss_while_capturing_is_a_clear_error(launcher: Launcher, api: HostApi) -> None:
+def test_a_miss_while_capturing_is_a_clear_error(
+    launcher: Launcher, api: HostApi, ext: Ext
+) -> None:
     api.capturing = True
     with pytest.raises(GraphCaptureError, match="Call it once with the same tensors before"):
         run(launcher, tensors(2))
     assert api.uploads == 0
+    assert ext.probes == 0, "probed inside a capture"
 
 
 def test_tables_used_while_capturing_are_never_evicted(launcher: Launcher, api: HostApi) -> None:

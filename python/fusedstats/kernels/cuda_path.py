@@ -279,12 +279,14 @@ class Launcher:
             raise CudaUnusable(self.unusable)
         index = self.api.index(device)
         with self.api.on_device(index):
-            if index not in self._probed:
+            capturing = self.api.is_capturing()
+            if index not in self._probed and not capturing:
                 # Loads the kernels for this GPU without launching: a driver or GPU this
-                # build cannot run on shows here, at first use, not in a user's graph.
+                # build cannot run on shows here, at first use, not in a user's graph
+                # (a captured call follows an eager one, or is a GraphCaptureError).
                 self._check(self.ext.probe())
                 self._probed.add(index)
-            yield index, self.api.current_stream(index), self.api.is_capturing()
+            yield index, self.api.current_stream(index), capturing
 
     def _check(self, code: int) -> None:
         if code == 0:
