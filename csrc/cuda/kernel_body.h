@@ -118,6 +118,18 @@ struct RecThread {
   Rec<kExt> rec;
 };
 
+// What blk.reduce merges: a thread state's record. One type for every call, so that the
+// device's block tree (and its shared memory) is instantiated once per record type.
+struct RecOf {
+  template <class TS>
+#if defined(__CUDACC__)
+  __host__ __device__
+#endif
+  auto& operator()(TS& ts) const {
+    return ts.rec;
+  }
+};
+
 template <class R, class B>
 FS_KERNEL R load_rec(const uint8_t* src) {
   constexpr int kWords = static_cast<int>(sizeof(R) / sizeof(Word));
@@ -277,7 +289,9 @@ FS_KERNEL void thread_span(const typename Elem<D>::T* p, const SpanShape& shape,
   SpanSums<D, kExt> s;
   span_begin(s, first);
   N min_abs = static_cast<N>(fs_inf());
-  int64_t over[kNumFormats] = {0, 0, 0, 0};
+  // 32-bit: a thread sees at most 2^26 elements in the extended pass (cuda_path caps its
+  // chunks at 2^34 elements, for the 32-bit shared histogram too); 4 registers fewer.
+  int32_t over[kNumFormats] = {0, 0, 0, 0};
   uint32_t* hist = kExt ? sh.hist + (tid / kWarpSize) * kHistBins : nullptr;
   auto sweep = [&](N xn) {
     span_add(s, xn);
@@ -372,11 +386,25 @@ FS_KERNEL void rows_dormant(B& blk, const typename Elem<D>::T* p, int64_t len, i
   });
 }
 
+// The dtype-dependent part of a chunk: dormant rows and every thread's span.
 template <int32_t D, bool kRows, bool kExt, class B>
-FS_KERNEL void chunk_block_typed(B& blk, const ChunkArgs& a, const Chunk& c, ChunkShared<kExt>& sh) {
+FS_KERNEL void chunk_spans(B& blk, const ChunkArgs& a, const Chunk& c, ChunkShared<kExt>& sh) {
   using TS = ChunkThread<kExt>;
   using T = typename Elem<D>::T;
   const T* p = static_cast<const T*>(c.data) + c.start;
+  if (kRows && c.row_len > 0 && c.len > c.row_len)
+    rows_dormant<D, B, ChunkShared<kExt>, TS>(blk, p, c.len, c.row_len, a.dormant_threshold, sh);
+  const SpanShape shape = span_shape<D>(p, c.len);
+  blk.each([&](int tid, TS& ts) {
+    thread_span<D, kExt, B>(p, shape, tid, ts.rec, sh);
+    ts.rec.p.n_dormant += ts.dormant;
+  });
+}
+
+template <bool kRows, bool kExt, class B>
+FS_KERNEL void chunk_block(B& blk, const ChunkArgs& a, ChunkShared<kExt>& sh) {
+  using TS = ChunkThread<kExt>;
+  const Chunk c = a.chunks[blk.block()];
   if constexpr (kExt) {
     blk.each([&](int tid, TS&) {
       for (int i = tid; i < kWarps * kHistBins; i += kThreads) sh.hist[i] = 0u;
@@ -384,18 +412,31 @@ FS_KERNEL void chunk_block_typed(B& blk, const ChunkArgs& a, const Chunk& c, Chu
     blk.barrier();
   }
   blk.each([&](int, TS& ts) { ts.dormant = 0; });
-  const bool rows = kRows && c.row_len > 0;
-  if (rows && c.len > c.row_len)
-    rows_dormant<D, B, ChunkShared<kExt>, TS>(blk, p, c.len, c.row_len, a.dormant_threshold, sh);
-  const SpanShape shape = span_shape<D>(p, c.len);
-  blk.each([&](int tid, TS& ts) {
-    thread_span<D, kExt, B>(p, shape, tid, ts.rec, sh);
-    ts.rec.p.n_dormant += ts.dormant;
-  });
+  switch (c.dtype) {
+    case kFloat32:
+      chunk_spans<kFloat32, kRows, kExt>(blk, a, c, sh);
+      break;
+    case kFloat64:
+      chunk_spans<kFloat64, kRows, kExt>(blk, a, c, sh);
+      break;
+    case kFloat16:
+      chunk_spans<kFloat16, kRows, kExt>(blk, a, c, sh);
+      break;
+    case kBFloat16:
+      chunk_spans<kBFloat16, kRows, kExt>(blk, a, c, sh);
+      break;
+    case kFloat8E4M3:
+      chunk_spans<kFloat8E4M3, kRows, kExt>(blk, a, c, sh);
+      break;
+    default:
+      chunk_spans<kFloat8E5M2, kRows, kExt>(blk, a, c, sh);
+      break;
+  }
   if (kExt) blk.barrier();  // every histogram increment of the block is in
-  blk.reduce([](TS& ts) -> Rec<kExt>& { return ts.rec; });
+  blk.reduce(RecOf{});
+  const bool one_row = kRows && c.row_len > 0 && c.len == c.row_len;
   blk.first([&](TS& ts) {
-    if (rows && c.len == c.row_len)
+    if (one_row)
       ts.rec.p.n_dormant = ts.rec.p.l1 / static_cast<double>(c.row_len) < a.dormant_threshold ? 1 : 0;
     store_rec(a.chunk_recs + blk.block() * static_cast<int64_t>(sizeof(Rec<kExt>)), ts.rec);
   });
@@ -412,31 +453,6 @@ FS_KERNEL void chunk_block_typed(B& blk, const ChunkArgs& a, const Chunk& c, Chu
         }
       }
     });
-  }
-}
-
-template <bool kRows, bool kExt, class B>
-FS_KERNEL void chunk_block(B& blk, const ChunkArgs& a, ChunkShared<kExt>& sh) {
-  const Chunk c = a.chunks[blk.block()];
-  switch (c.dtype) {
-    case kFloat32:
-      chunk_block_typed<kFloat32, kRows, kExt>(blk, a, c, sh);
-      break;
-    case kFloat64:
-      chunk_block_typed<kFloat64, kRows, kExt>(blk, a, c, sh);
-      break;
-    case kFloat16:
-      chunk_block_typed<kFloat16, kRows, kExt>(blk, a, c, sh);
-      break;
-    case kBFloat16:
-      chunk_block_typed<kBFloat16, kRows, kExt>(blk, a, c, sh);
-      break;
-    case kFloat8E4M3:
-      chunk_block_typed<kFloat8E4M3, kRows, kExt>(blk, a, c, sh);
-      break;
-    default:
-      chunk_block_typed<kFloat8E5M2, kRows, kExt>(blk, a, c, sh);
-      break;
   }
 }
 
@@ -484,7 +500,7 @@ FS_KERNEL void global_row(B& blk, const uint8_t* recs, int64_t stride, int64_t n
     rec_empty(ts.rec);
     for (int64_t i = tid; i < n; i += kThreads) rec_merge(ts.rec, load_rec<R, B>(recs + i * stride));
   });
-  blk.reduce([](TS& ts) -> R& { return ts.rec; });
+  blk.reduce(RecOf{});
   blk.first([&](TS& ts) { write_row(ts.rec, hist_row, row); });
 }
 
@@ -501,7 +517,7 @@ FS_KERNEL void finish_block(B& blk, const FinishArgs& a) {
       rec_empty(ts.rec);
       for (int64_t c = c0 + tid; c < c1; c += kThreads) rec_merge(ts.rec, load_rec<R, B>(a.chunk_recs + c * kRec));
     });
-    blk.reduce([](TS& ts) -> R& { return ts.rec; });
+    blk.reduce(RecOf{});
     const int64_t* hist_t = a.hist_acc + t * kHistBins;
     uint8_t* record = a.mode == kModeStats ? nullptr : a.records + t * kRecordStride<kExt>;
     blk.first([&](TS& ts) {

@@ -3,9 +3,18 @@
 // logic kernel_body.h (also compiled for the host emulation); this file adds only the
 // __global__ entry points and the runtime calls.
 //
-// Registers (nvcc 13.0.88, -O3 --fmad=false -Xptxas -v; see README "On GPU"):
-//   chunk_kernel<rows, ext>        sm_75   sm_80   sm_90   sm_100  sm_120
-//   <false, false>                 FS_PTXAS_TABLE (filled in from the build log)
+// Registers per thread, no spills anywhere (nvcc 13.0.88 -O3 --fmad=false -Xptxas -v,
+// 2026-12-06; the first version spilled 344-388 B in row mode, review F9):
+//   kernel                      sm_75  sm_80  sm_90  sm_100  sm_120  smem (B)
+//   chunk_kernel<plain>           85     84     84     96      86      896
+//   chunk_kernel<rows>            89     88     88    101      90     2952
+//   chunk_kernel<extended>       126    124    124    122     122    12352
+//   chunk_kernel<rows, extended> 130    130    130    130     128    12352
+//   finish_kernel   plain / ext  94/128 92/128 94/128 94/128  84/128  900 / 1348
+//   finalize_kernel plain / ext  90/128 89/128 90/128 88/126  82/126  900 / 1348
+//   merge_kernel    plain / ext  78/115 78/114 74/115 80/111  78/113     0
+// So the plain and row passes run 2 blocks of 256 per SM (16 warps), the extended one 2
+// (1 with rows, at 130 registers).
 #include <cuda_runtime.h>
 
 #include <climits>
@@ -25,12 +34,13 @@ namespace cuda {
 
 namespace {
 
-// Blocks of 256 threads per SM at least: 3 for the plain pass (<= 80 registers a
-// thread, which it fits without spilling), 2 with row code or the extended pass (<= 128;
-// at 80 the row instance spilled 104 bytes). kUnroll gives the bytes in flight. Not yet
-// tuned on a GPU.
+// Blocks of 256 threads per SM at least. The plain pass: 2 (<= 128 registers a thread):
+// 16 warps with kUnroll 16-byte loads each in flight, >= 32 KiB per SM; at 3 blocks
+// (<= 80 registers) it spilled 144-240 bytes on every arch. The extended pass (opt-in)
+// merges 21-word records in its shuffle tree and spilled at 128 registers on sm_75-90:
+// it gets 1 (<= 255). Not yet tuned on a GPU.
 template <bool kRows, bool kExt>
-constexpr int kMinBlocksPerSm = kRows || kExt ? 2 : 3;
+constexpr int kMinBlocksPerSm = kExt ? 1 : 2;
 
 template <bool kRows, bool kExt>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<kRows, kExt>) chunk_kernel(ChunkArgs a) {
