@@ -43,6 +43,7 @@ class HostApi:
         self.capturing = False
         self.uploads = 0
         self.allocations: list[int] = []
+        self.graph_pool: list[torch.Tensor] = []
         self.used_on: list[tuple[int, int]] = []
 
     def index(self, device: Any) -> int:
@@ -67,6 +68,8 @@ class HostApi:
     def empty(self, nbytes: int, index: int, stream: Stream) -> torch.Tensor:
         buf = torch.full((nbytes,), 0xA5, dtype=torch.uint8)  # garbage, as on a device
         self.allocations.append(buf.data_ptr())
+        if self.capturing:  # the graph's private pool keeps what a capture allocated
+            self.graph_pool.append(buf)
         return buf
 
     def use_on(self, buf: torch.Tensor, stream: Stream) -> None:
