@@ -9,9 +9,9 @@ buffers are compared with the emulation bit for bit when a recording from a GPU 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +37,10 @@ from tests.kernels.emulation import (
     oracle,
     place,
     record_bytes,
+    record_gpu,
+    recording_cases,
+    replay_recording,
+    run_emulated,
     same_bits,
 )
 
@@ -381,23 +385,20 @@ def test_record_layout_matches_the_cpu_core() -> None:
     "records the device's buffers into tests/kernels/data/gpu_emulation_record.npz",
 )
 def test_emulation_reproduces_the_recorded_gpu_buffers_bit_for_bit() -> None:
-    data = np.load(RECORDING, allow_pickle=False)
-    meta = json.loads(str(data["meta"]))
-    dyn = EXTENDED_COLUMN_INDEX["dynamic_range_log2"]
-    for c, case in enumerate(meta["cases"]):
-        tensors = []
-        for j, t in enumerate(case["tensors"]):
-            raw = torch.from_numpy(data[f"case{c}_input{j}"].copy())
-            x = raw.view(ALL_DTYPES[t["dtype"]]).reshape(t["shape"])
-            tensors.append(place(x, t["offset"]))
-        rows, hist = emu_stats(tensors, case["row_lens"], case["threshold"], case["extended"])
-        gpu = data[f"case{c}_rows"]
-        what = f"case {c} ({case['name']})"
-        if case["extended"]:
-            np.testing.assert_array_equal(hist, data[f"case{c}_hist"], err_msg=what)
-            # log2 is libm's here and libdevice's there (each within an ulp).
-            np.testing.assert_allclose(rows[:, dyn], gpu[:, dyn], rtol=4e-16, err_msg=what)
-            rows, gpu = np.delete(rows, dyn, axis=1), np.delete(gpu, dyn, axis=1)
-        assert same_bits(rows, gpu), f"{what}: emulation and GPU differ"
-        records = emu_records(tensors, None, case["row_lens"], case["threshold"], case["extended"])
-        assert torch.equal(records, torch.from_numpy(data[f"case{c}_records"])), what
+    replay_recording(RECORDING)
+
+
+def test_the_recorder_and_the_replay_round_trip(tmp_path: Path) -> None:
+    """The recording's format, its shared inputs and the replay, with the emulation in
+    the GPU's place; one flipped bit must then fail the replay."""
+    path = tmp_path / "recording.npz"
+    summary = record_gpu(path, run=run_emulated)
+    assert summary["cases"] == len(recording_cases()) == summary["bitwise_equal"]
+    replay_recording(path)
+    data = dict(np.load(path, allow_pickle=False))
+    rows = data["case4_rows"].copy()
+    rows.view(np.int64)[0, EXTENDED_COLUMN_INDEX["var"]] ^= 1  # the last bit of one value
+    data["case4_rows"] = rows
+    np.savez(path, **data)
+    with pytest.raises(AssertionError, match="rows differ"):
+        replay_recording(path)
