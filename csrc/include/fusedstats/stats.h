@@ -26,9 +26,11 @@
 #else
 #define FS_SIMD_REDUCE(clauses)
 #endif
-// Explicit FMA where the target has it (AVX2+FMA copy, CUDA, the emulation built with
-// -mfma); a*b+c elsewhere, so the baseline copy never calls libm's software fma.
-#if defined(__CUDACC__) || defined(__FMA__)
+// Explicit FMA where the target has it (AVX2+FMA copy, CUDA); a*b+c elsewhere, so the
+// baseline copy never calls libm's software fma. The host emulation of the CUDA kernels
+// (csrc/emu/) defines FS_EMULATE_DEVICE_FMA: libm's fma is correctly rounded whether the
+// CPU has the instruction or not, so it rounds as the device does, on any CPU.
+#if defined(__CUDACC__) || defined(__FMA__) || defined(FS_EMULATE_DEVICE_FMA)
 #define FS_FMA(a, b, c) fma((a), (b), (c))
 #else
 #define FS_FMA(a, b, c) ((a) * (b) + (c))
