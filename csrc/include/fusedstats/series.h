@@ -3,8 +3,9 @@
 //
 // A batch is a flat array of values with offsets: series i is
 // values[offsets[i] .. offsets[i+1]). Semantics follow spec/metrics_logger.md:
-// mean/min/max/sum ignore NaN (all-NaN -> NaN; empty -> NaN, sum -> 0); EMA starts at
-// the first value and folds m = c*v + (1-c)*m, a NaN poisons it.
+// mean/min/max ignore NaN (all-NaN or empty -> NaN); sum is numpy.nansum (NaN read as
+// 0: all-NaN or empty -> 0); EMA starts at the first value and folds m = c*v + (1-c)*m,
+// a NaN poisons it.
 #pragma once
 
 #include <cmath>
@@ -26,9 +27,11 @@ void reduce(const double* values, const int64_t* offsets, const int8_t* ops,
 void percentiles(const double* values, const int64_t* offsets, int64_t n_series,
                  const double* q, const int64_t* q_offsets, double* out);
 
-// numpy's pairwise summation order with NaN read as 0 (numpy.nansum), and the count
-// of non-NaN values: the building blocks of every mean here.
+// numpy's pairwise summation order with NaN read as 0, and the count of non-NaN
+// values: the building blocks of every sum and mean here. nan_sum is numpy.nansum:
+// its reduction starts from the identity 0.0, so a sum of -0.0s is 0.0.
 double nan_pairwise_sum(const double* a, int64_t n);
+inline double nan_sum(const double* a, int64_t n) { return 0.0 + nan_pairwise_sum(a, n); }
 int64_t count_not_nan(const double* a, int64_t n);
 
 struct MergeOut {
@@ -109,7 +112,7 @@ MergeOut merge_parallel(Read&& read, const int64_t* lens, const int64_t* group_f
         double merged = best;
         if (!extreme) {
           const int64_t seen = count_not_nan(at_index.data(), present);
-          merged = seen ? nan_pairwise_sum(at_index.data(), present) / static_cast<double>(seen)
+          merged = seen ? nan_sum(at_index.data(), present) / static_cast<double>(seen)
                         : nan;
         }
         const int64_t from = extreme && all_ints ? best_at : -1;

@@ -239,6 +239,7 @@ def _previous(plan: Plan, ranks: list[RankData]) -> tuple[list[Any], list[Any]]:
 
 
 def _nansum(xs: list[Any]) -> Any:
-    """The sum ignoring NaN (NaN if all are): the logger's sum rule, for previous totals."""
+    """The sum ignoring NaN (0.0 if all are, as numpy's nansum): the logger's sum rule,
+    for previous totals."""
     kept = [x for x in xs if not (isinstance(x, float) and math.isnan(x))]
-    return sum(kept) if kept else math.nan
+    return sum(kept) if kept else 0.0

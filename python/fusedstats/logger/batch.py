@@ -50,6 +50,8 @@ def reduce_values(stats: Sequence[Stats], snaps: list[list[Any]]) -> list[Any]:
         op = s._op
         if op == NONE:
             results[i] = list(snaps[i])
+        elif op == EMA and len(snaps[i]) == 1:
+            results[i] = snaps[i][0]  # RLlib: the first value as pushed (an int stays one)
         elif op == PERCENTILES:
             pct.append(i)
         elif op >= MIN and all_ints(snaps[i]):

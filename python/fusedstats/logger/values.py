@@ -130,10 +130,10 @@ def fold_on_device(op: int, ema_coeff: float | None, values: list[Any]) -> Any:
         weights = c * torch.pow(torch.full_like(powers, 1.0 - c), powers)
         weights[0] = (1.0 - c) ** (n - 1)
         return (weights * x).sum()
+    if op == SUM:
+        return torch.nansum(x)  # all NaN: 0, as numpy's nansum
     missing = torch.isnan(x)
     all_nan = missing.all()
-    if op == SUM:
-        return torch.where(all_nan, nan, torch.nansum(x))
     fill = float("inf") if op == MIN else float("-inf")
     picked = torch.where(missing, torch.full_like(x, fill), x)
     return torch.where(all_nan, nan, picked.min() if op == MIN else picked.max())
