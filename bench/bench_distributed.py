@@ -142,7 +142,6 @@ def local_phases(n_keys: int, ranks: int, reps: int) -> dict[str, float]:
     import numpy as np
 
     from fusedstats.distributed import _schema, _wire
-    from fusedstats.logger import batch
 
     loggers = [_logger(n_keys, seed=r) for r in range(ranks)]
     gc.disable()
@@ -151,11 +150,10 @@ def local_phases(n_keys: int, ranks: int, reps: int) -> dict[str, float]:
         payloads = []
         for i, (logger, log_once) in enumerate(loggers):
             log_once()
-            items = list(logger._paths.items())
             t0 = time.perf_counter()
-            stats = batch.reduce_many([s for _, s in items])
+            paths, stats = logger._reduce_leaves()
             t1 = time.perf_counter()
-            plan = _schema.local_plan([p for p, _ in items], stats)
+            plan = _schema.local_plan(paths, stats)
             packed = _wire.pack(stats, plan, keep_tensors=False)
             t2 = time.perf_counter()
             payloads.append(packed)

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .ops import EMA, MAX, MIN, SUM
+
 
 def _torch() -> Any | None:
     return sys.modules.get("torch")
@@ -111,8 +113,6 @@ def fold_on_device(op: int, ema_coeff: float | None, values: list[Any]) -> Any:
     The EMA is the closed form ``(1-c)^(n-1) x0 + sum_i c (1-c)^(n-1-i) x_i``: the same
     value as the step-by-step fold up to rounding (a NaN still poisons it).
     """
-    from .stats import EMA, MAX, MIN, SUM
-
     torch = _torch()
     if torch is None or not values or op not in (EMA, SUM, MIN, MAX):
         return None
