@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..logger.ops import MAX, MIN, SUM, Settings
-from ..logger.stats import Stats
+from ..logger.stats import Stats, settings_of
 
 Path = tuple[str, ...]
 
@@ -85,7 +85,7 @@ def local_plan(paths: list[Path], stats: list[Stats]) -> Plan:
     """The plan of this rank's keys, with their schema (JSON) and its 16-byte digest.
     Kept from the last call: comparing (path, settings) pairs is far cheaper than
     encoding them again."""
-    signature = list(zip(paths, map(Stats.settings, stats), strict=True))
+    signature = list(zip(paths, settings_of(stats), strict=True))
     cached = _local[0]
     if cached is not None and cached[0] == signature:  # settings compare by identity
         return cached[1]

@@ -20,7 +20,7 @@ from .stats import (
     snapshots,
     throughputs,
 )
-from .values import is_tensor, plain_list, tensors_to_host
+from .values import FLOAT_INT_MAX, is_tensor, plain_list, tensors_to_host
 
 Key = str | tuple[str, ...]
 _MISSING: Any = object()
@@ -108,7 +108,8 @@ class MetricsLogger:
 
         ``reduce=None`` with no (or an infinite) window forces ``clear_on_reduce``.
         A Stats value is merged on the time axis. A non-numeric value for a reducing
-        key raises TypeError naming the key, and changes nothing.
+        key raises TypeError naming the key, an int no float holds (``10**400``)
+        ValueError naming the key; either changes nothing.
         """
         try:
             stats = self._flat.get(key)
@@ -116,7 +117,9 @@ class MetricsLogger:
             stats = None
         if stats is not None:
             cls = value.__class__
-            if cls is float or cls is int:
+            # Floats pay one check; ints two compares more (an int no float holds
+            # would break every later reduce: the slow path refuses it).
+            if cls is float or (cls is int and -FLOAT_INT_MAX <= value <= FLOAT_INT_MAX):
                 stats._append(value)
                 if stats._fold and len(stats._values) > stats._fold:
                     stats._fold_buffer()
@@ -163,8 +166,8 @@ class MetricsLogger:
     def _push_checked(key: Any, stats: Stats, value: Any) -> None:
         try:
             stats.push(value)
-        except TypeError as err:
-            raise TypeError(f"key {key!r}: {err}") from None
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"key {key!r}: {err}") from None
 
     def _insert(self, path: tuple[str, ...], key: Any, stats: Stats) -> None:
         node = self.stats
@@ -236,8 +239,8 @@ class MetricsLogger:
                 return
             try:
                 set_values(stats, [value])  # checked before anything changes
-            except TypeError as err:
-                raise TypeError(f"key {key!r}: {err}") from None
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"key {key!r}: {err}") from None
 
     def log_time(
         self,
@@ -492,13 +495,54 @@ class MetricsLogger:
         return {"stats": states, "tensor_mode": self._tensor_mode}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        """Restores what :meth:`get_state` saved (replacing everything)."""
-        with self._lock:
-            self.reset()
-            for path, stats_state in state["stats"]:
-                p = tuple(path)
-                self._insert(p, p, Stats.from_state(stats_state))
-            self._tensor_mode = bool(state.get("tensor_mode", False))
+        """Restores what :meth:`get_state` saved, replacing everything.
+
+        The whole state is checked first, and only then is everything replaced, at
+        once: a state that :meth:`get_state` could not have made raises TypeError or
+        ValueError naming the entry at fault (``stats[3] (key ('env', 'steps')):
+        'values' must be a list``), and the logger keeps what it held.
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"set_state: a state is a dict, got {type(state).__name__}")
+        if "stats" not in state:
+            raise ValueError("set_state: the state has no 'stats'")
+        entries, tensor_mode = state["stats"], state.get("tensor_mode", False)
+        if not isinstance(entries, (list, tuple)):
+            raise TypeError(
+                "set_state: 'stats' must be a list of [key path, Stats state] pairs, got "
+                f"{type(entries).__name__}"
+            )
+        if type(tensor_mode) is not bool:
+            raise TypeError(f"set_state: 'tensor_mode' must be True or False, got {tensor_mode!r}")
+        fresh = MetricsLogger()
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+                raise TypeError(
+                    f"set_state: stats[{i}]: expected a [key path, Stats state] pair, got "
+                    f"{entry!r:.80}"
+                )
+            path, stats_state = entry
+            if (
+                not isinstance(path, (list, tuple))
+                or not path
+                or not all(isinstance(k, str) for k in path)
+            ):
+                raise TypeError(
+                    f"set_state: stats[{i}]: a key path is a non-empty list of str, "
+                    f"got {path!r:.80}"
+                )
+            p = tuple(path)
+            where = f"set_state: stats[{i}] (key {p!r})"
+            if p in fresh._paths:
+                raise ValueError(f"{where}: the key appears twice")
+            try:
+                fresh._insert(p, p, Stats.from_state(stats_state))
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"{where}: {err}") from None
+        with self._lock:  # one swap: no reader sees half a state
+            self.stats, self._flat, self._paths = fresh.stats, fresh._flat, fresh._paths
+            self._tensor_keys = {}
+            self._tensor_mode = tensor_mode
 
     # ---- tensor mode --------------------------------------------------------------
 

@@ -17,6 +17,8 @@ DEFAULT_EMA_COEFF = 0.01
 DEFAULT_PERCENTILES = (0, 50, 75, 90, 95, 99, 100)
 #: A window-less sum/min/max/EMA folds its values once it holds more than this many.
 FOLD_AT = 4096
+#: The largest window (a deque's maxlen must fit a C ssize_t).
+MAX_WINDOW = 2**62
 
 # Op codes of csrc/include/fusedstats/series.h, plus PERCENTILES (reduced separately,
 # merged as lists).
@@ -36,9 +38,11 @@ def settings_error(
         return f"reduce must be one of {REDUCES}, got {reduce!r}"
     if window is not None:
         if isinstance(window, bool) or not isinstance(window, (int, float)):
-            return f"window must be a positive int or float('inf'), got {window!r}"
-        if window != math.inf and (window < 1 or int(window) != window):
-            return f"window must be a positive int or float('inf'), got {window!r}"
+            return f"window must be a positive int or float('inf'), got {window!r:.80}"
+        if window != math.inf and not (1 <= window <= MAX_WINDOW and window == int(window)):
+            return (
+                f"window must be a positive int (at most 2**62) or float('inf'), got {window!r:.80}"
+            )
         if ema_coeff is not None:
             return "window and ema_coeff cannot both be set"
         if window == math.inf and not clear_on_reduce:
@@ -47,9 +51,9 @@ def settings_error(
         if reduce != "mean":
             return f"ema_coeff needs reduce='mean', got reduce={reduce!r}"
         if isinstance(ema_coeff, bool) or not isinstance(ema_coeff, (int, float)):
-            return f"ema_coeff must be a float in (0, 1], got {ema_coeff!r}"
-        if not 0.0 < float(ema_coeff) <= 1.0:
-            return f"ema_coeff must be in (0, 1], got {ema_coeff!r}"
+            return f"ema_coeff must be a float in (0, 1], got {ema_coeff!r:.80}"
+        if not 0.0 < ema_coeff <= 1.0:  # compared as is: a huge int has no float
+            return f"ema_coeff must be in (0, 1], got {ema_coeff!r:.80}"
     if reduce == "percentiles":
         if window is None:
             return (
@@ -58,10 +62,10 @@ def settings_error(
         if percentiles is not None and percentiles is not True:
             try:
                 qs = [float(q) for q in percentiles]
-            except (TypeError, ValueError):
-                return f"percentiles must be True or numbers in [0, 100], got {percentiles!r}"
+            except (TypeError, ValueError, OverflowError):
+                return f"percentiles must be True or numbers in [0, 100], got {percentiles!r:.80}"
             if not qs or any(not 0.0 <= q <= 100.0 for q in qs):
-                return f"percentiles must be numbers in [0, 100], got {percentiles!r}"
+                return f"percentiles must be numbers in [0, 100], got {percentiles!r:.80}"
     elif percentiles not in (None, False):
         return "percentiles needs reduce='percentiles'"
     if with_throughput:

@@ -24,15 +24,23 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import accumulate, chain, compress
 from operator import attrgetter
 from typing import Any
 
 from .. import _native
 from . import batch
-from .ops import DEFAULT_EMA_COEFF, DEFAULT_PERCENTILES, FOLD_AT, Settings
-from .values import fold_on_device, is_tensor, normalize, plain, plain_list, unplain
+from .ops import DEFAULT_EMA_COEFF, DEFAULT_PERCENTILES, FOLD_AT, NONE, PERCENTILES, Settings
+from .values import (
+    FLOAT_INT_MAX,
+    fold_on_device,
+    is_tensor,
+    normalize,
+    plain,
+    plain_list,
+    unplain,
+)
 
 __all__ = ["DEFAULT_EMA_COEFF", "DEFAULT_PERCENTILES", "FOLD_AT", "Stats"]
 
@@ -161,9 +169,14 @@ class Stats:
     # ---- pushing ----------------------------------------------------------------
 
     def push(self, value: Any) -> None:
-        """Adds a value. Torch tensors are detached and kept on their device."""
+        """Adds a value. Torch tensors are detached and kept on their device.
+
+        Raises:
+            TypeError: a value this Stats cannot reduce (not a number).
+            ValueError: an int no float can hold, for a Stats that reduces.
+        """
         cls = value.__class__
-        if cls is not float and cls is not int:
+        if cls is not float and (cls is not int or not -FLOAT_INT_MAX <= value <= FLOAT_INT_MAX):
             value = self._accept(value)
         self._append(value)
         if self._fold and len(self._values) > self._fold:
@@ -290,19 +303,52 @@ class Stats:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Stats:
-        """The Stats saved by :meth:`get_state`."""
-        window = state["window"]
-        settings = Settings.of(
-            state["reduce"],
-            window,
-            None if window is not None else state["ema_coeff"],
-            state["clear_on_reduce"],
-            state.get("percentiles"),
-            state.get("with_throughput", False),
-        )
-        hist = state["hist"]
-        return cls.assemble(settings, state["values"], (unplain(hist[0]), unplain(hist[1])))
+    def from_state(cls, state: Mapping[str, Any]) -> Stats:
+        """The Stats saved by :meth:`get_state`, checked whole first.
+
+        Raises:
+            TypeError, ValueError: ``state`` is not one :meth:`get_state` could have
+                made; the message names the field at fault.
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"a Stats state is a dict, got {type(state).__name__}")
+        missing = sorted(_STATE_FIELDS - set(state))
+        if missing:
+            raise ValueError(f"a Stats state needs the fields {missing}")
+        unknown = sorted(map(repr, set(state) - _STATE_FIELDS - _STATE_OPTIONAL))
+        if unknown:
+            raise ValueError(f"unknown fields in a Stats state: {', '.join(unknown)}")
+        for name in ("clear_on_reduce", "with_throughput"):
+            flag = state.get(name, False)
+            if type(flag) is not bool:
+                raise TypeError(f"{name!r} must be True or False, got {flag!r}")
+        try:
+            settings = Settings.of(
+                state["reduce"],
+                state["window"],
+                state["ema_coeff"],
+                state["clear_on_reduce"],
+                state.get("percentiles"),
+                state.get("with_throughput", False),
+            )
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"settings: {err}") from None
+        values, hist = state["values"], state["hist"]
+        if not isinstance(values, (list, tuple)):
+            raise TypeError(f"'values' must be a list, got {type(values).__name__}")
+        if not isinstance(hist, (list, tuple)) or len(hist) != 2:
+            raise TypeError(f"'hist' must be a list of the last two results, got {hist!r:.80}")
+        new = _blank(settings)
+        for i, v in enumerate(values):
+            try:
+                new.push(v)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"values[{i}]: {err}") from None
+        new._hist = (_checked_result(settings, hist[0], 0), _checked_result(settings, hist[1], 1))
+        if new._extras is not None:
+            base = new._hist[0]
+            new._extras.throughput_base = 0.0 if settings.clear_on_reduce else float(base)
+        return new
 
     def __getstate__(self) -> dict[str, Any]:
         return self.get_state()
@@ -448,6 +494,32 @@ def assemble_many(
     return out
 
 
+_STATE_FIELDS = {"reduce", "window", "ema_coeff", "clear_on_reduce", "values", "hist"}
+_STATE_OPTIONAL = {"percentiles", "with_throughput"}
+
+
+def _checked_result(settings: Settings, saved: Any, i: int) -> Any:
+    """A saved reduce result (``hist[i]``), if it is one this Stats could have made."""
+    result = unplain(saved)
+    if settings.op == NONE:
+        ok = isinstance(result, list) or (type(result) is int and result == 0)
+    elif settings.op == PERCENTILES:
+        ok = (type(result) is int and result == 0) or (
+            isinstance(result, dict)
+            and all(_is_number(k) and _is_number(v) for k, v in result.items())
+        )
+    else:
+        ok = _is_number(result)
+    if not ok:
+        raise TypeError(f"hist[{i}] must be a result of {settings.describe()}, got {saved!r:.80}")
+    return result
+
+
+def _is_number(x: Any) -> bool:
+    """A python float, or an int that converts to one."""
+    return type(x) is float or (type(x) is int and -FLOAT_INT_MAX <= x <= FLOAT_INT_MAX)
+
+
 def _peeked(x: object) -> Any:
     return x.peek() if isinstance(x, Stats) else x
 
@@ -475,6 +547,11 @@ _SETTINGS = attrgetter("_settings")
 _VALUES = attrgetter("_values")
 _HIST = attrgetter("_hist")
 _TENSORS = attrgetter("_tensors")
+
+
+def settings_of(stats: Sequence[Stats]) -> list[Settings]:
+    """Each Stats' :meth:`Stats.settings` (in one C loop)."""
+    return list(map(_SETTINGS, stats))
 
 
 def histories(stats: Sequence[Stats]) -> list[tuple[Any, Any]]:

@@ -10,6 +10,9 @@ import numpy as np
 
 from .ops import EMA, MAX, MIN, SUM
 
+#: The largest python int that converts to a float (2**1024 - 2**970 rounds to inf).
+FLOAT_INT_MAX = 2**1024 - 2**970 - 1
+
 
 def _torch() -> Any | None:
     return sys.modules.get("torch")
@@ -26,12 +29,19 @@ def normalize(value: Any, any_object: bool) -> tuple[Any, bool]:
     Numbers become python int/float (bool and numpy integers → int), 1-element numpy
     arrays their element, torch tensors are detached and kept on their device (one
     element each, except in lists). Anything else is stored only in lists
-    (``any_object``), else TypeError.
+    (``any_object``), else TypeError; an int no float can hold (beyond ±1.8e308), only
+    in lists too, else ValueError.
     """
     if isinstance(value, (bool, np.bool_)):
         return int(value), False
     if isinstance(value, (int, np.integer)):
-        return int(value), False
+        value = int(value)
+        if not any_object and not -FLOAT_INT_MAX <= value <= FLOAT_INT_MAX:
+            raise ValueError(
+                f"an int of {len(str(abs(value)))} digits cannot be reduced: no float holds "
+                "it (beyond ±1.8e308); log it as a float, or use reduce=None to keep a list"
+            )
+        return value, False
     if isinstance(value, (float, np.floating)):
         return float(value), False
     torch = _torch()
