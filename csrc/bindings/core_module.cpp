@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../cpu/cpu_kernels.h"
+#include "fusedstats/scalars.h"
 #include "fusedstats/series.h"
 
 namespace py = pybind11;
@@ -407,6 +408,27 @@ PYBIND11_MODULE(_core, m) {
             py::bytes(kinds));
       },
       py::arg("items"), "Each item as float64 and its kind (see series_flatten).");
+
+  m.def(
+      "gather_scalars",
+      [](const py::buffer& table) {
+        // table: (data pointer, ScalarType) int64 pairs of host scalars, checked by the
+        // caller (fusedstats.logger.gather): every pointer is a whole element in memory
+        // its tensor's storage holds.
+        static_assert(sizeof(fs::ScalarRef) == 2 * sizeof(int64_t), "ScalarRef is two int64");
+        const py::buffer_info info = table.request();
+        require(info.ndim == 1 && info.itemsize == static_cast<py::ssize_t>(sizeof(int64_t)) &&
+                    info.size % 2 == 0 &&
+                    (info.size <= 1 || info.strides[0] == static_cast<py::ssize_t>(sizeof(int64_t))),
+                "gather_scalars: the table is a contiguous 1-D int64 buffer of (pointer, type) "
+                "pairs");
+        const auto n = static_cast<int64_t>(info.size / 2);
+        std::vector<double> out(static_cast<size_t>(n));
+        fs::gather_scalars(static_cast<const fs::ScalarRef*>(info.ptr), n, out.data());
+        return out;
+      },
+      py::arg("table"),
+      "The float64 values of host scalars, from (pointer, type) int64 pairs; a list.");
 
   m.def("set_num_threads", &fs::cpu::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fs::cpu::get_num_threads);

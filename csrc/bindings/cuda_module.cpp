@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../cuda/cuda_kernels.h"
+#include "../cuda/gather.h"
 
 namespace py = pybind11;
 namespace fs = fusedstats;
@@ -55,6 +56,22 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("device"), py::arg("table_ptr"), py::arg("n_chunks"), py::arg("n_tensors"),
       py::arg("has_rows"), py::arg("workspace_ptr"), py::arg("dormant_threshold"), py::arg("out_ptr"),
       py::arg("stream"), "Two launches on `stream`; no host sync.");
+
+  // The MetricsLogger's gather of logged scalars (csrc/cuda/gather.cu).
+  m.def(
+      "gather_scalars",
+      [](uintptr_t table_ptr, int64_t n, uintptr_t out_ptr, uintptr_t stream) {
+        std::string err;
+        {
+          py::gil_scoped_release release;
+          err = fs::cuda::gather_launch(reinterpret_cast<const void*>(table_ptr), n,
+                                        reinterpret_cast<double*>(out_ptr), stream);
+        }
+        if (!err.empty()) throw std::runtime_error("fusedstats CUDA gather failed: " + err);
+      },
+      py::arg("table_ptr"), py::arg("n"), py::arg("out_ptr"), py::arg("stream"),
+      "One gather launch on `stream` of the current device: n (pointer, type) device "
+      "entries -> n float64 at out_ptr; no host sync.");
 
   m.def("build_info", []() {
     py::dict info;

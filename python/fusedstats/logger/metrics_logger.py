@@ -20,7 +20,7 @@ from .stats import (
     snapshots,
     throughputs,
 )
-from .values import FLOAT_INT_MAX, is_tensor, plain_list, tensors_to_host
+from .values import FLOAT_INT_MAX, TENSOR_CLASS, is_tensor, plain_list, tensors_to_host
 
 Key = str | tuple[str, ...]
 _MISSING: Any = object()
@@ -123,6 +123,14 @@ class MetricsLogger:
                 stats._append(value)
                 if stats._fold and len(stats._values) > stats._fold:
                     stats._fold_buffer()
+                return
+            if cls is TENSOR_CLASS[0] and not self._tensor_mode:
+                # A tensor on a known key: a CPU value is read now, a device one kept
+                # (no sync); errors name the key.
+                try:
+                    stats._push_tensor(value)
+                except (TypeError, ValueError) as err:
+                    raise type(err)(f"key {key!r}: {err}") from None
                 return
         # The settings in Settings.of's order, everywhere below.
         self._log_slow(

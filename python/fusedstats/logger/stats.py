@@ -84,9 +84,10 @@ class Stats:
         with_throughput: for sums: also track value per second between reduces
             (``peek(throughput=True)``).
 
-    ``MetricsLogger.log_value``'s fast path (a dict lookup and an append) uses four
+    ``MetricsLogger.log_value``'s fast path (a dict lookup and an append) uses five
     members directly: ``_append`` (the value buffer's append), ``_values`` (the buffer),
-    ``_fold`` (fold past this many values; 0: never) and ``_fold_buffer()``.
+    ``_fold`` (fold past this many values; 0: never), ``_fold_buffer()`` and
+    ``_push_tensor()``.
 
     Example:
         >>> s = Stats(reduce="sum")
@@ -181,6 +182,22 @@ class Stats:
         self._append(value)
         if self._fold and len(self._values) > self._fold:
             self._fold_buffer()
+
+    def _push_tensor(self, value: Any) -> None:
+        """``push`` of a ``torch.Tensor``, fast for the common case: a one-element CPU
+        tensor into a Stats that reduces is read now (torch's checked ``item()``) and
+        stored as a float; anything else goes through :meth:`push`."""
+        if value.is_cpu and self._settings.op != NONE:
+            try:
+                x = value.item()
+            except Exception:
+                x = None  # push says why (several elements, no data)
+            if type(x) is float or type(x) is int or type(x) is bool:
+                self._append(float(x))
+                if self._fold and len(self._values) > self._fold:
+                    self._fold_buffer()
+                return
+        self.push(value)
 
     def _accept(self, value: Any) -> Any:
         """Checks and converts a value that is not a plain float/int."""
