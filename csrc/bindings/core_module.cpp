@@ -146,6 +146,44 @@ py::list merged_lists(const fs::series::MergeOut& merged, Source&& source) {
   return out;
 }
 
+// The logger's op code for percentiles (reduced by series_percentiles).
+constexpr int8_t kPercentilesOp = 6;
+
+// series_reduce's python rules for one sequence, or None where the numbers are to be
+// reduced as float64: a list (kNone) as a new list; an EMA of one value as that value;
+// sum/min/max of python ints only with python's exact int arithmetic (min/max: the
+// first extreme object, as the builtins; an empty sum 0, an empty min/max NaN).
+py::object python_rule(PyObject* seq, int8_t op) {
+  if (op == fs::series::kNone) return py::reinterpret_steal<py::object>(PySequence_List(seq));
+  if (op == kPercentilesOp) return py::none();
+  const Py_ssize_t len = PySequence_Size(seq);
+  if (len < 0) throw py::error_already_set();
+  if (op == fs::series::kEma && len == 1)
+    return py::reinterpret_steal<py::object>(PySequence_GetItem(seq, 0));
+  const bool int_rules = op == fs::series::kSum || op == fs::series::kMin || op == fs::series::kMax;
+  if (!int_rules) return py::none();
+  bool ints = true;
+  for_each_item(seq, [&ints](PyObject* x) { ints = ints && PyLong_CheckExact(x); });
+  if (!ints) return py::none();
+  if (len == 0)
+    return op == fs::series::kSum ? py::reinterpret_steal<py::object>(PyLong_FromLong(0))
+                                  : py::reinterpret_steal<py::object>(PyFloat_FromDouble(NAN));
+  py::object acc;
+  for_each_item(seq, [&acc, op](PyObject* x) {
+    if (!acc) {
+      acc = py::reinterpret_borrow<py::object>(x);
+    } else if (op == fs::series::kSum) {
+      acc = py::reinterpret_steal<py::object>(PyNumber_Add(acc.ptr(), x));
+      if (!acc) throw py::error_already_set();
+    } else {
+      const int better = PyObject_RichCompareBool(x, acc.ptr(), op == fs::series::kMin ? Py_LT : Py_GT);
+      if (better < 0) throw py::error_already_set();
+      if (better) acc = py::reinterpret_borrow<py::object>(x);
+    }
+  });
+  return acc;
+}
+
 // sync_logger's per-key flag for values that are python ints (fusedstats.distributed._wire).
 constexpr int64_t kFlagInts = 1;
 // Larger ints do not survive float64 exactly.
@@ -226,21 +264,56 @@ PYBIND11_MODULE(_core, m) {
 
   m.def(
       "series_reduce",
-      [](const py::sequence& series, const py::buffer& ops, const py::buffer& ema_coeffs) {
-        std::vector<double> values;
-        std::vector<int64_t> offsets;
-        flatten_series(series, values, offsets);
-        const size_t n = offsets.size() - 1;
+      [](const py::list& series, const py::buffer& ops, const py::buffer& ema_coeffs) {
+        // Python's number rules first (the logger keeps RLlib's types): a list (kNone)
+        // comes back as a list; an EMA of one value is that value as pushed; sum/min/
+        // max of python ints only are exact python ints (the builtins' arithmetic,
+        // the original object for min/max; 0 / NaN when empty); percentiles (op 6) are
+        // left to the caller (None). The rest is flattened and reduced in one core call.
+        const auto n = static_cast<size_t>(PyList_GET_SIZE(series.ptr()));
         const int8_t* op = buffer_of<int8_t>(ops, n, "series_reduce ops");
         const double* ema = buffer_of<double>(ema_coeffs, n, "series_reduce ema_coeffs");
-        std::vector<double> out(n);
-        fs::series::reduce(values.data(), offsets.data(), op, ema, static_cast<int64_t>(n),
-                           out.data());
+        py::list out(n);
+        std::vector<size_t> native;
+        std::vector<int8_t> native_ops;
+        std::vector<double> native_ema;
+        py::list native_series;
+        for (size_t i = 0; i < n; ++i) {
+          PyObject* seq = PyList_GET_ITEM(series.ptr(), static_cast<Py_ssize_t>(i));
+          py::object result = python_rule(seq, op[i]);
+          if (result.is(py::none()) && op[i] != kPercentilesOp) {
+            native.push_back(i);
+            native_ops.push_back(op[i]);
+            native_ema.push_back(ema[i]);
+            native_series.append(py::reinterpret_borrow<py::object>(seq));
+            continue;
+          }
+          PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), result.release().ptr());
+        }
+        if (!native.empty()) {
+          std::vector<double> values;
+          std::vector<int64_t> offsets;
+          flatten_series(native_series, values, offsets);
+          std::vector<double> reduced(native.size());
+          fs::series::reduce(values.data(), offsets.data(), native_ops.data(), native_ema.data(),
+                             static_cast<int64_t>(native.size()), reduced.data());
+          for (size_t j = 0; j < native.size(); ++j) {
+            PyObject* x = PyFloat_FromDouble(reduced[j]);
+            if (!x) throw py::error_already_set();
+            PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(native[j]), x);
+          }
+        }
+        for (size_t i = 0; i < n; ++i)  // percentiles: None, for the caller
+          if (!PyList_GET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i))) {
+            Py_INCREF(Py_None);
+            PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), Py_None);
+          }
         return out;
       },
       py::arg("series"), py::arg("ops"), py::arg("ema_coeffs"),
       "Reduces each value sequence by its op (bytes; see series.h) with its EMA coefficient "
-      "(array of doubles); returns a list of floats.");
+      "(array of doubles): a list of results, python ints kept where RLlib keeps them, "
+      "None for percentiles (op 6).");
 
   m.def(
       "series_percentiles",

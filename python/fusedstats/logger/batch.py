@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 from .. import _native
-from .ops import EMA, MEAN, MIN, NONE, PERCENTILES, SUM, Settings
+from .ops import MEAN, PERCENTILES, Settings
 from .values import tensors_to_host
 
 
@@ -38,47 +39,20 @@ def host_series(snaps: list[list[Any]], holders: Sequence[int]) -> list[list[Any
     return out
 
 
-def all_ints(vals: Iterable[Any]) -> bool:
-    """Whether the values are all python ints (then sum/min/max give an exact int, as
-    RLlib does). Judged on the values at hand, not on a Stats' history: a window
-    forgets its old values. Stops at the first float, so float Stats pay nothing."""
-    return all(type(v) is int for v in vals)
-
-
 def reduce_series(settings: Sequence[Settings], snaps: Sequence[Sequence[Any]]) -> list[Any]:
-    """The reduction of each series (on the host) by its settings; changes nothing."""
-    results: list[Any] = [None] * len(settings)
-    native: list[int] = []
-    pct: list[int] = []
-    for i, st in enumerate(settings):
-        op = st.op
-        vals = snaps[i]
-        if op == NONE:
-            results[i] = list(vals)
-        elif op == EMA and len(vals) == 1:
-            results[i] = vals[0]  # RLlib: the first value as pushed (an int stays one)
-        elif op == PERCENTILES:
-            pct.append(i)
-        elif op >= MIN and all_ints(vals):
-            # Exact python ints (never NaN): the builtins, as RLlib keeps ints.
-            if op == SUM:
-                results[i] = sum(vals)
-            elif vals:
-                results[i] = min(vals) if op == MIN else max(vals)
-            else:
-                results[i] = math.nan
-        else:
-            native.append(i)
+    """The reduction of each series (on the host) by its settings; changes nothing.
+
+    One native call (``series_reduce``) applies RLlib's number rules too: a list comes
+    back as a list, an EMA of one value as that value, sums/min/max of python ints only
+    as exact python ints; percentiles are computed in a second call when there are any.
+    """
+    ops = bytes(map(_OP, settings))
     core = _native.core()
-    if native:
-        reduced = core.series_reduce(
-            [snaps[i] for i in native],
-            bytes([settings[i].op for i in native]),
-            array("d", [settings[i].ema_coeff or 0.0 for i in native]),
-        )
-        for i, r in zip(native, reduced, strict=True):
-            results[i] = r
-    if pct:
+    results: list[Any] = core.series_reduce(
+        snaps if isinstance(snaps, list) else list(snaps), ops, array("d", map(_EMA, settings))
+    )
+    if _PERCENTILES in ops:
+        pct = [i for i, op in enumerate(ops) if op == PERCENTILES]
         qs = [settings[i].percentiles or () for i in pct]
         out = core.series_percentiles([snaps[i] for i in pct], [list(q) for q in qs])
         pos = 0
@@ -86,6 +60,11 @@ def reduce_series(settings: Sequence[Settings], snaps: Sequence[Sequence[Any]]) 
             results[i] = dict(zip(q, out[pos : pos + len(q)], strict=True))
             pos += len(q)
     return results
+
+
+_OP = attrgetter("op")
+_EMA = attrgetter("ema_weight")
+_PERCENTILES = bytes([PERCENTILES])
 
 
 def kept_after_reduce(st: Settings, vals: list[Any], reduced: Any) -> list[Any]:

@@ -12,6 +12,7 @@ from .ops import Settings
 from .stats import (
     Stats,
     check_mergeable,
+    common_settings,
     merge_columns,
     peek_all,
     reduce_all,
@@ -88,6 +89,9 @@ class MetricsLogger:
         self._lock = threading.RLock()
         self._tensor_mode = False
         self._tensor_keys: dict[tuple[str, ...], Any] = {}
+        # Keys of more than one part: none means self.stats is flat, {name: Stats} in
+        # the order of self._paths, and a result is one dict(zip(...)).
+        self._n_nested = 0
 
     # ---- logging ----------------------------------------------------------------
 
@@ -192,6 +196,8 @@ class MetricsLogger:
             raise ValueError(f"key {key!r} already holds nested metrics")
         node[path[-1]] = stats
         self._paths[path] = stats
+        if len(path) > 1:
+            self._n_nested += 1
         self._flat[path] = stats
         self._flat[key] = stats
         if len(path) == 1:
@@ -380,6 +386,8 @@ class MetricsLogger:
             if node is _MISSING:
                 raise KeyError(f"no metric under key {key!r}")
             stats = [s for _, s in leaves]
+            # A flat logger: its names, in _paths' order, make the result in one call.
+            names = list(node) if node is self.stats and not self._n_nested else None
             try:
                 reduced = reduce_all(stats)
             except Exception:
@@ -391,6 +399,8 @@ class MetricsLogger:
             out = [s.history[0] for s in reduced]
         if isinstance(node, Stats):
             return out[0]
+        if names is not None:
+            return dict(zip(names, out, strict=True))
         strip = 0 if key is None or key == () else len(key_path(key))
         return _build([(p, v) for (p, _), v in zip(leaves, out, strict=True)], strip)
 
@@ -429,18 +439,26 @@ class MetricsLogger:
         merged on the time axis into the Stats already there. Inputs are not changed.
         """
         prefix = key_path(key) if key is not None else ()
-        flat = not any(dict in set(map(type, d.values())) for d in stats_dicts)
-        # Flat results (the usual reduce() of flat keys) are used as they are, keyed
-        # by str; nested ones become {path tuple: leaf}.
+        common = None
+        columns: list[Any] | None = None
+        if _same_keys(stats_dicts):
+            # The usual case: every component logged the same keys in the same order:
+            # transpose in C instead of a lookup per (key, component). Then if every
+            # leaf is a Stats of one settings (flat), that is all the checking needed.
+            columns = _transposed(stats_dicts)
+            common = common_settings(columns)  # None: some leaf is no Stats (or a dict)
+        flat = common is not None or not any(
+            dict in set(map(type, d.values())) for d in stats_dicts
+        )
+        # Flat results are used as they are, keyed by str; nested ones become
+        # {path tuple: leaf}.
         per_dict: Sequence[Mapping[Any, Any]] = (
             stats_dicts if flat else [dict(_leaves(d)) for d in stats_dicts]
         )
-        first_keys = list(per_dict[0]) if per_dict else []
-        if all(list(leaves) == first_keys for leaves in per_dict):
-            # Every component logged the same keys in the same order (the usual case):
-            # transpose in C instead of a lookup per (key, component).
-            paths = first_keys
-            columns: list[Any] = list(zip(*[list(d.values()) for d in per_dict], strict=True))
+        if flat and columns is not None:
+            paths = list(stats_dicts[0]) if stats_dicts else []
+        elif not flat and _same_keys(per_dict):
+            paths, columns = list(per_dict[0]), _transposed(per_dict)
         else:
             paths = list(dict.fromkeys(chain.from_iterable(per_dict)))
             columns = [[d[p] for d in per_dict if p in d] for p in paths]
@@ -449,7 +467,7 @@ class MetricsLogger:
         keys = [(*prefix, *(path if not flat else (path,))) for path in paths]
         if not all(type(part) is str for part in chain.from_iterable(keys)):
             keys = [key_path(full) for full in keys]  # raises TypeError naming the key
-        merged = merge_columns(columns, keys, (reduce, window, ema_coeff, clear_on_reduce))
+        merged = merge_columns(columns, keys, (reduce, window, ema_coeff, clear_on_reduce), common)
         with self._lock:
             for full, stats in zip(keys, merged, strict=True):
                 existing = self._paths.get(full)
@@ -471,6 +489,7 @@ class MetricsLogger:
             self.stats = {}
             self._flat = {}
             self._paths = {}
+            self._n_nested = 0
             self._tensor_keys = {}
 
     def delete(self, *key: str, key_error: bool = True) -> None:
@@ -485,6 +504,7 @@ class MetricsLogger:
             del parent[path[-1]]
             gone = {p for p in self._paths if p[: len(path)] == path}
             removed = {id(self._paths.pop(p)) for p in gone}
+            self._n_nested = sum(len(p) > 1 for p in self._paths)
             self._flat = {k: s for k, s in self._flat.items() if id(s) not in removed}
 
     def get_state(self) -> dict[str, Any]:
@@ -549,6 +569,7 @@ class MetricsLogger:
                 raise type(err)(f"{where}: {err}") from None
         with self._lock:  # one swap: no reader sees half a state
             self.stats, self._flat, self._paths = fresh.stats, fresh._flat, fresh._paths
+            self._n_nested = fresh._n_nested
             self._tensor_keys = {}
             self._tensor_mode = tensor_mode
 
@@ -582,6 +603,17 @@ class MetricsLogger:
             host = tensors_to_host([v for _, v in pairs])
             return _build([(p, _numpy(v)) for (p, _), v in zip(pairs, host, strict=True)])
         return _numpy(tensors_to_host([tensor_metrics])[0])
+
+
+def _same_keys(dicts: Sequence[Mapping[Any, Any]]) -> bool:
+    """Whether every dict has the first one's keys, in its order."""
+    first = list(dicts[0]) if dicts else []
+    return all(list(d) == first for d in dicts)
+
+
+def _transposed(dicts: Sequence[Mapping[Any, Any]]) -> list[Any]:
+    """The columns (one per key) of dicts with the same keys in the same order."""
+    return list(zip(*[list(d.values()) for d in dicts], strict=True))
 
 
 def _new_stats(

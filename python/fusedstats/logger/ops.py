@@ -116,6 +116,10 @@ class Settings:
     keeps_ints: bool = field(init=False)
     #: Its values pass through a merge untouched (lists, percentiles).
     passes_values: bool = field(init=False)
+    #: ``not keeps_window``: a reduce may change the values (fold, clear, trim).
+    reduce_changes_values: bool = field(init=False)
+    #: The EMA coefficient as the native reduce takes it (0.0: no EMA).
+    ema_weight: float = field(init=False)
 
     def __post_init__(self) -> None:
         reduce, window = self.reduce, self.window
@@ -135,6 +139,10 @@ class Settings:
             "lifetime_sum": op == SUM and window is None and not self.clear_on_reduce,
             "keeps_ints": op in (MIN, MAX, SUM, NONE, PERCENTILES),
             "passes_values": op in (NONE, PERCENTILES),
+            "reduce_changes_values": not (
+                finite and not self.clear_on_reduce and not self.with_throughput
+            ),
+            "ema_weight": self.ema_coeff or 0.0,
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)

@@ -564,6 +564,7 @@ _SETTINGS = attrgetter("_settings")
 _VALUES = attrgetter("_values")
 _HIST = attrgetter("_hist")
 _TENSORS = attrgetter("_tensors")
+_CHANGES = attrgetter("reduce_changes_values")
 
 
 def settings_of(stats: Sequence[Stats]) -> list[Settings]:
@@ -618,9 +619,14 @@ def reduce_all(stats: Sequence[Stats]) -> list[Stats]:
     Stats is emptied and a new one holds the reduced values.
     """
     with _buffer_lock:
-        raw = snapshots(stats)
-        snaps = _on_host(stats, raw)
         settings = list(map(_SETTINGS, stats))
+        # A window that keeps its values is read in place (the native reduce holds the
+        # GIL: no value is added meanwhile); the rest are copied first, since the
+        # commit below removes what was read.
+        raw: list[Any] = list(map(_VALUES, stats))
+        for i in compress(range(len(raw)), map(_CHANGES, settings)):
+            raw[i] = list(raw[i])
+        snaps = _on_host(stats, raw)
         results = batch.reduce_series(settings, snaps)
         now = time.perf_counter()
         out = list(stats)  # the Stats themselves, except where clear_on_reduce
@@ -684,8 +690,24 @@ def merge_groups(groups: Sequence[Sequence[Stats]]) -> None:
         base._extend(values, False)
 
 
+def common_settings(columns: Sequence[Sequence[Any]]) -> Settings | None:
+    """The one settings every leaf of ``columns`` has, or None (a leaf that is no Stats,
+    or two settings). Two C loops: interned settings compare by identity."""
+    try:
+        every = list(map(_SETTINGS, chain.from_iterable(columns)))
+    except AttributeError:
+        return None
+    if not every or every.count(every[0]) != len(every):
+        return None
+    first: Settings = every[0]
+    return first
+
+
 def merge_columns(
-    columns: Sequence[Sequence[Any]], keys: Sequence[Any], plain: tuple[Any, ...]
+    columns: Sequence[Sequence[Any]],
+    keys: Sequence[Any],
+    plain: tuple[Any, ...],
+    common: Settings | None = None,
 ) -> list[Stats]:
     """``merge_and_log_n_dicts``' merge: per key, the Stats merged from its column (the
     leaves of every result that has it). Plain values become Stats with the settings
@@ -693,14 +715,19 @@ def merge_columns(
     seeds a base; lifetime sums first push ``-peek(previous=True)`` (on copies) so only
     what is new since their last reduce counts; the rest merge in parallel, all keys in
     one native call. The inputs are not changed. A column with different settings
-    raises ValueError naming its key.
+    raises ValueError naming its key. ``common``: the settings of every leaf, when the
+    caller knows it (:func:`common_settings`).
     """
-    try:  # every leaf a Stats with one (interned) settings: no per-key checks
-        all_settings = list(map(_SETTINGS, chain.from_iterable(columns)))
-        # list.count compares by identity first: interned settings are never compared.
-        uniform = not all_settings or all_settings.count(all_settings[0]) == len(all_settings)
-    except AttributeError:
-        uniform = False
+    if common is None:
+        common = common_settings(columns)
+    if (
+        common is not None
+        and not common.lifetime_sum
+        and not common.with_throughput
+        and not (_tensors_seen[0] and any(map(_TENSORS, chain.from_iterable(columns))))
+    ):
+        return _merge_uniform(columns, common)
+    uniform = common is not None
     groups: list[list[Stats]] = []
     out: list[Stats] = []
     for key, column in zip(keys, columns, strict=True):
@@ -727,6 +754,29 @@ def merge_columns(
         out.append(base)
     merge_groups(groups)
     return out
+
+
+def _merge_uniform(columns: Sequence[Sequence[Stats]], st: Settings) -> list[Stats]:
+    """``merge_columns`` of Stats that all have the settings ``st`` (no lifetime sum, no
+    throughput, no tensors): the inputs' value buffers go to one native merge as they
+    are (no base copied first: an empty base adds nothing), and each key's Stats is made
+    from its merged list and its first input's history. A key only one input has takes
+    that input's values as they are (a merge would turn a single int into a float)."""
+    multi = [i for i, column in enumerate(columns) if len(column) > 1]
+    many = [columns[i] for i in multi] if len(multi) < len(columns) else columns
+    merged = batch.merge_series(
+        [st] * len(many),
+        list(map(_VALUES, chain.from_iterable(many))),
+        [0, *accumulate(map(len, many))],
+    )
+    if len(multi) < len(columns):
+        values: list[list[Any]] = [list(column[0]._values) for column in columns]
+        for i, vals in zip(multi, merged, strict=True):
+            values[i] = vals
+    else:
+        values = merged
+    hists = [column[0]._hist for column in columns]
+    return assemble_many([st] * len(columns), values, [h[0] for h in hists], [h[1] for h in hists])
 
 
 def set_values(stats: Stats, values: Sequence[Any]) -> None:
