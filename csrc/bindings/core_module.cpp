@@ -48,6 +48,26 @@ void require(bool ok, const char* what) {
   if (!ok) throw py::value_error(what);
 }
 
+// Calls f(item) for every item of a list, tuple or deque (borrowed references).
+template <class F>
+void for_each_item(PyObject* seq, F&& f) {
+  if (PyList_CheckExact(seq) || PyTuple_CheckExact(seq)) {
+    const Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
+    PyObject** items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t k = 0; k < len; ++k) f(items[k]);
+    return;
+  }
+  // A deque (windowed Stats): iterate it in place. PySequence_Fast would copy it into a
+  // new list first, which measured 8x slower here.
+  py::object it = py::reinterpret_steal<py::object>(PyObject_GetIter(seq));
+  if (!it) throw py::error_already_set();
+  while (PyObject* item = PyIter_Next(it.ptr())) {
+    py::object hold = py::reinterpret_steal<py::object>(item);
+    f(item);
+  }
+  if (PyErr_Occurred()) throw py::error_already_set();
+}
+
 // Reads a sequence of value lists (list, tuple or deque of python numbers) into one
 // flat double array with offsets: the argument conversion of the series functions.
 // One C loop with PyFloat_AS_DOUBLE costs a few ns a value, where numpy.fromiter over
@@ -70,22 +90,7 @@ void flatten_series(const py::sequence& series, std::vector<double>& values,
   for (Py_ssize_t i = 0; i < n; ++i) {
     py::object one = py::reinterpret_steal<py::object>(PySequence_GetItem(series.ptr(), i));
     if (!one) throw py::error_already_set();
-    PyObject* seq = one.ptr();
-    if (PyList_CheckExact(seq) || PyTuple_CheckExact(seq)) {
-      const Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
-      PyObject** items = PySequence_Fast_ITEMS(seq);
-      for (Py_ssize_t k = 0; k < len; ++k) take(items[k]);
-    } else {
-      // A deque (windowed Stats): iterate it in place. PySequence_Fast would copy it
-      // into a new list first, which measured 8x slower here.
-      py::object it = py::reinterpret_steal<py::object>(PyObject_GetIter(seq));
-      if (!it) throw py::error_already_set();
-      while (PyObject* item = PyIter_Next(it.ptr())) {
-        py::object hold = py::reinterpret_steal<py::object>(item);
-        take(item);
-      }
-      if (PyErr_Occurred()) throw py::error_already_set();
-    }
+    for_each_item(one.ptr(), take);
     offsets[static_cast<size_t>(i) + 1] = static_cast<int64_t>(values.size());
   }
 }
@@ -102,25 +107,6 @@ const T* buffer_of(const py::buffer& b, size_t expected, const char* what) {
   return static_cast<const T*>(info.ptr);
 }
 
-
-// Calls f(item) for every item of a list, tuple or deque (borrowed references).
-template <class F>
-void for_each_item(PyObject* seq, F&& f) {
-  if (PyList_CheckExact(seq) || PyTuple_CheckExact(seq)) {
-    const Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
-    PyObject** items = PySequence_Fast_ITEMS(seq);
-    for (Py_ssize_t k = 0; k < len; ++k) f(items[k]);
-    return;
-  }
-  // A deque (windowed Stats): iterate it in place (PySequence_Fast would copy it).
-  py::object it = py::reinterpret_steal<py::object>(PyObject_GetIter(seq));
-  if (!it) throw py::error_already_set();
-  while (PyObject* item = PyIter_Next(it.ptr())) {
-    py::object hold = py::reinterpret_steal<py::object>(item);
-    f(item);
-  }
-  if (PyErr_Occurred()) throw py::error_already_set();
-}
 
 // One python list per merged group: sourced values from source(series, index, value),
 // computed ones as floats.

@@ -11,11 +11,14 @@ except that a parallel merge of a window-less EMA with more than ``FOLD_AT`` val
 pending sees the folded part as one value). Lists (``reduce=None``) and
 infinite-window means keep every value until they are reduced, as the user asked.
 
-The rest of the package uses Stats only through the interface at the end of this
-module (``settings()``, ``history``, ``holds_tensors``, :meth:`Stats.assemble`, and the
-batch functions :func:`snapshots`, :func:`peek_all`, :func:`reduce_all`,
-:func:`merge_groups`, :func:`merge_columns`), plus the four members of the
-``log_value`` fast path named in :class:`Stats`' docstring.
+The rest of the package uses Stats only through this module's interface: the members
+``settings()``, ``history``, ``holds_tensors`` and :meth:`Stats.assemble`; the batch
+functions below the class (:func:`peek_all`, :func:`reduce_all`, :func:`merge_groups`,
+:func:`merge_columns` with :func:`common_settings`, :func:`assemble_many`, and the
+accessors :func:`snapshots`, :func:`settings_of`, :func:`histories`,
+:func:`tensor_holders`, :func:`flatten_values`, :func:`set_values`,
+:func:`set_exit_hook`, :func:`throughputs`, :func:`check_mergeable`); and the five
+members of ``MetricsLogger.log_value``'s fast path named in :class:`Stats`' docstring.
 """
 
 from __future__ import annotations
