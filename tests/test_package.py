@@ -21,6 +21,7 @@ DOCTESTED_MODULES = (
     "fusedstats.kernels.result",
     "fusedstats.kernels.reference",
     "fusedstats.kernels.model_stats",
+    "fusedstats.logger.ops",
     "fusedstats.logger.stats",
     "fusedstats.logger.metrics_logger",
     "fusedstats.distributed",

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../cuda/cuda_kernels.h"
+#include "../cuda/gather.h"
 
 namespace py = pybind11;
 namespace fs = fusedstats;
@@ -106,6 +107,22 @@ PYBIND11_MODULE(_cuda, m) {
         "Loads the kernels for the current device without launching; a cudaError_t.");
   m.def("error_string", &fs::cuda::error_string, py::arg("code"));
   m.attr("UNUSABLE_CODES") = py::cast(fs::cuda::unusable_codes());
+
+  // The MetricsLogger's gather of logged scalars (csrc/cuda/gather.cu).
+  m.def(
+      "gather_scalars",
+      [](uintptr_t table_ptr, int64_t n, uintptr_t out_ptr, uintptr_t stream) {
+        std::string err;
+        {
+          py::gil_scoped_release release;
+          err = fs::cuda::gather_launch(reinterpret_cast<const void*>(table_ptr), n,
+                                        reinterpret_cast<double*>(out_ptr), stream);
+        }
+        if (!err.empty()) throw std::runtime_error("fusedstats CUDA gather failed: " + err);
+      },
+      py::arg("table_ptr"), py::arg("n"), py::arg("out_ptr"), py::arg("stream"),
+      "One gather launch on `stream` of the current device: n (pointer, type) device "
+      "entries -> n float64 at out_ptr; no host sync.");
 
   m.def("build_info", []() {
     py::dict info;
