@@ -328,6 +328,7 @@ FS_KERNEL void thread_span(const typename Elem<D>::T* p, const SpanShape& shape,
       if (!span_slow_mid(out.p, sl)) {
         auto mean = [&](N xn) { span_slow_add_mean(sl, static_cast<double>(xn)); };
         revisit_span<D, B>(p, shape, tid, mean);
+        span_slow_mean_done(sl);
       }
       auto deviations = [&](N xn) { span_slow_add2<kExt>(sl, static_cast<double>(xn)); };
       revisit_span<D, B>(p, shape, tid, deviations);

@@ -199,31 +199,37 @@ FS_FN void span_slow_add1(Partial& t, double x) {
 
 struct SpanSlow {
   double nd, scale, m0;
+  double k, acc;  // sweep 1b: m0 = k + Σ(x - k)/n in scaled units (k: a finite element)
   double sd, m2, m3, m4;
 };
 
 // After sweep 1: false when sweep 1b (the mean as Σ x/n) is needed.
 //
-// The scale: half units when |x| reaches 2^1023, as tile_stats_slow, and further halved
-// until n·2·max|x| fits, so that Σd (|d| <= 2·max|x|) cannot overflow either. With only
-// the half scale, a span holding many ±1.5e308 values of one sign first overflowed Σd to
-// inf and then M2 - Σd·c to inf - inf = NaN (tile_stats_slow on the CPU still does, on
-// such data; found by the emulation tests). Powers of two: exact, except for elements
-// below 2^-1000 of max|x|, which the moments cannot see anyway.
+// The scale, as tile_stats_slow: halved until n·2·max|x| fits, so that Σd (|d| <=
+// 2·max|x|) cannot overflow. Powers of two: exact, except for elements below 2^-1000 of
+// max|x|, which the moments cannot see anyway.
 FS_FN bool span_slow_mid(const Partial& t, SpanSlow& sl) {
   sl.nd = static_cast<double>(t.n_finite);
   const double abs_max = fabs(t.min) > fabs(t.max) ? fabs(t.min) : fabs(t.max);
-  sl.scale = abs_max >= kHalfScaleAbove ? 0.5 : 1.0;
-  for (int i = 0; i < 80 && (abs_max * sl.scale) * (2.0 * sl.nd) > kMaxFinite; ++i) sl.scale *= 0.5;
+  sl.scale = 1.0;
+  for (int i = 0; i < 2100 && (abs_max * sl.scale) * (2.0 * sl.nd) > kMaxFinite; ++i) sl.scale *= 0.5;
   sl.m0 = t.sum / sl.nd;
   sl.sd = sl.m2 = sl.m3 = sl.m4 = 0.0;
   if (fs_finite(sl.m0)) return true;
-  sl.m0 = 0.0;
+  // The sum overflowed: the mean about a finite element (the minimum), as the CPU's
+  // tile_stats_slow does, so that constant data gives it exactly (Σx/n would round,
+  // and at 1e308 the deviations of that rounding square to inf).
+  sl.k = t.min;
+  sl.acc = 0.0;
   return false;
 }
 
 FS_FN void span_slow_add_mean(SpanSlow& sl, double x) {
-  if (x == x && fabs(x) <= kMaxFinite) sl.m0 += x / sl.nd;
+  if (x == x && fabs(x) <= kMaxFinite) sl.acc += x * sl.scale - sl.k * sl.scale;
+}
+
+FS_FN void span_slow_mean_done(SpanSlow& sl) {
+  sl.m0 = (sl.k * sl.scale + sl.acc / sl.nd) / sl.scale;
 }
 
 template <bool kExt>
