@@ -4,7 +4,6 @@
 // the same interface with thread loops and arrays; kernel_body.h is the one source.
 #pragma once
 
-#include <cuda/atomic>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -70,16 +69,20 @@ struct DeviceBlock {
   }
 
   // The barrier orders every thread's writes (records, histogram atomics) before
-  // thread 0's acq_rel fetch_add; the block that draws gridDim.x - 1 is the last, and
-  // its acquire (then the barrier) makes all other blocks' writes visible to its
-  // threads (review F12: the fence belongs to the atomic, in thread 0, before the
-  // barrier). The ticket itself is cleared by the launch's memset, never here.
+  // thread 0's fence and ticket; the fence after the atomic is its acquire: the block
+  // that draws gridDim.x - 1 is the last, and (then the barrier) sees all other blocks'
+  // writes (review F12: the fences belong to the atomic, in thread 0, around it; two
+  // fence.sc where libcu++'s acq_rel atomic_ref would do, because <cuda/atomic> refuses
+  // to compile with toolkit headers of another version than the compiler's). The
+  // ticket itself is cleared by the launch's memset, never here.
   __device__ __forceinline__ bool ticket(unsigned int* t) {
     __shared__ int last;
     __syncthreads();
     if (threadIdx.x == 0) {
-      ::cuda::atomic_ref<unsigned int, ::cuda::thread_scope_device> ref(*t);
-      last = ref.fetch_add(1u, ::cuda::memory_order_acq_rel) == gridDim.x - 1u ? 1 : 0;
+      __threadfence();
+      const unsigned int drawn = atomicAdd(t, 1u);
+      __threadfence();
+      last = drawn == gridDim.x - 1u ? 1 : 0;
     }
     __syncthreads();
     return last != 0;
