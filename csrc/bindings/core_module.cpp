@@ -596,6 +596,12 @@ PYBIND11_MODULE(_core, m) {
   m.attr("HIST_BINS") = fs::kHistBins;
   m.attr("HIST_MIN_EXP") = fs::kHistMinExp;
   m.attr("HIST_MAX_EXP") = fs::kHistMaxExp;
+  m.attr("SERIES_OPS") = py::dict(py::arg("mean") = static_cast<int>(fs::series::kMean),
+                                  py::arg("ema") = static_cast<int>(fs::series::kEma),
+                                  py::arg("min") = static_cast<int>(fs::series::kMin),
+                                  py::arg("max") = static_cast<int>(fs::series::kMax),
+                                  py::arg("sum") = static_cast<int>(fs::series::kSum),
+                                  py::arg("none") = static_cast<int>(fs::series::kNone));
   m.attr("DTYPE_CODES") = py::dict(py::arg("float32") = static_cast<int>(fs::kFloat32),
                                    py::arg("float64") = static_cast<int>(fs::kFloat64),
                                    py::arg("float16") = static_cast<int>(fs::kFloat16),

@@ -63,7 +63,7 @@ def pack(stats: list[Stats], plan: Plan, keep_tensors: bool) -> Packed:
     ``keep_tensors``, one-element tensors become slots filled on the group's device;
     else they move to the host here, in one batch per device."""
     n = len(stats)
-    core = _native.core()
+    core = _native.core
     raw, lens_list, kind_bytes = flatten_values(stats)
     values = np.frombuffer(raw, dtype=np.float64)
     lens = np.array(lens_list, dtype=np.int64)
@@ -201,7 +201,7 @@ def merge(plan: Plan, ranks: list[RankData]) -> list[Stats]:
     """One Stats per key of ``plan``: the parallel merge of the ranks that have it (in
     rank order), in one native call over the ranks' blocks."""
     n_ranks = len(ranks)
-    merged = _native.core().series_merge_blocks(
+    merged = _native.core.series_merge_blocks(
         [rd.block for rd in ranks], plan.index(n_ranks), plan.ops, plan.windows
     )
     special = sorted({u for _, u in _objects(plan, ranks)})

@@ -69,7 +69,7 @@ class GraphCaptureError(RuntimeError):
 def available() -> bool:
     """True when CUDA tensors can run fusedstats._cuda."""
     torch = torch_module()
-    return _native.cuda() is not None and torch is not None and torch.cuda.is_available()
+    return _native.cuda_built() and torch is not None and torch.cuda.is_available()
 
 
 # ---- the torch calls (a host test substitutes CPU stand-ins) --------------------------
@@ -378,7 +378,7 @@ class Launcher:
 
 
 def _record_bytes(extended: bool) -> int:
-    return int(_native.core().record_bytes(extended))
+    return int(_native.core.record_bytes(extended))
 
 
 def _check_grid(n: int, what: str) -> None:
@@ -415,10 +415,9 @@ def launcher() -> Launcher:
     if _launcher is None:
         with _launcher_lock:
             if _launcher is None:
-                ext = _native.cuda()
-                if ext is None:
+                if not _native.cuda_built():
                     raise CudaUnusable("fusedstats._cuda is not built")
-                _launcher = Launcher(ext, TorchCuda())
+                _launcher = Launcher(_native.cuda, TorchCuda())
     return _launcher
 
 

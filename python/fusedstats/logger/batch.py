@@ -47,7 +47,7 @@ def reduce_series(settings: Sequence[Settings], snaps: Sequence[Sequence[Any]]) 
     as exact python ints; percentiles are computed in a second call when there are any.
     """
     ops = bytes(map(_OP, settings))
-    core = _native.core()
+    core = _native.core
     results: list[Any] = core.series_reduce(
         snaps if isinstance(snaps, list) else list(snaps), ops, array("d", map(_EMA, settings))
     )
@@ -87,7 +87,7 @@ def merge_series(
     (sums', lists', and min/max of ints) are the original objects."""
     if not heads:
         return []
-    merged: list[list[Any]] = _native.core().series_merge_parallel(
+    merged: list[list[Any]] = _native.core.series_merge_parallel(
         series,
         array("q", group_first),
         bytes([st.merge_op for st in heads]),

@@ -111,7 +111,7 @@ def to_host(values: list[Any]) -> list[Any]:
     out = list(values)
     for device, (at, refs) in native.items():
         if device < 0:
-            got: list[float] = _native.core().gather_scalars(np.asarray(refs, np.int64).ravel())
+            got: list[float] = _native.core.gather_scalars(np.asarray(refs, np.int64).ravel())
         else:
             on_device = _gather_cuda(torch, device, refs)
             got = (
@@ -151,9 +151,9 @@ def _gather_cuda(torch: Any, device: int, refs: list[tuple[int, int]]) -> Any | 
     """One gather launch on device ``device``'s current stream: the table goes to the
     device (one asynchronous copy from pinned memory), the values come back as a float64
     device tensor. None without ``_cuda``."""
-    cuda = _native.cuda()
-    if cuda is None:
+    if not _native.cuda_built():
         return None
+    cuda = _native.cuda
     table = torch.from_numpy(np.asarray(refs, np.int64).ravel())
     with torch.cuda.device(device):
         where = torch.device("cuda", device)

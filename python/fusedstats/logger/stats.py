@@ -593,7 +593,7 @@ def flatten_values(stats: Sequence[Stats]) -> tuple[bytes, list[int], bytes]:
     GIL is held throughout: no value is added or removed meanwhile): (the float64
     bytes, each Stats' count, the kinds each holds: 1 floats, 2 ints of at most 2**53,
     4 anything else, written as 0.0)."""
-    flat: tuple[bytes, list[int], bytes] = _native.core().series_flatten(list(map(_VALUES, stats)))
+    flat: tuple[bytes, list[int], bytes] = _native.core.series_flatten(list(map(_VALUES, stats)))
     return flat
 
 
