@@ -2,9 +2,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
-import numpy as np
 import numpy.typing as npt
+from numpy.typing import NDArray
 from typing_extensions import Buffer as _Buffer
 
 # A contiguous buffer: bytes, array.array, or a numpy array (its stubs do not declare
