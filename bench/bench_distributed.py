@@ -20,59 +20,47 @@ loop):
 - ``reduce only``: the local ``logger.reduce()`` alone (part of both), and
   ``one all_gather``: a single 64-byte all_gather, the latency floor of any collective.
 
-A call's time is the slowest rank's. ``one_rank_cpu_phases_ms``: the CPU work of one
-rank's sync (reduce, pack, unpack of every rank's buffer, merge), timed in the parent
-process with no collective (the collector off, as in sync_logger), to show what the
-collective and the sharing of 2 cores add. Targets: sync_logger >= 20x faster than the
-loop and <= 10 ms per sync (issue 6); on 2 ranks <= 8 ms, with ``dst=0`` <= 5 ms
-(issue 13). Writes JSON (default bench/results/distributed.json; ``--quick`` writes
-only where ``--out`` says).
+A call's time is the slowest rank's (every rank races with
+``fusedstats.bench.harness.race``, a barrier before each call, and the times are
+gathered). ``one_rank_cpu_ms``: in the parent process, with no process group (so
+nothing travels), the local work of one rank's sync: ``reduce()`` alone,
+``sync_logger`` of a ``reduce()`` result (pack, unpack, merge), ``sync_logger`` of the
+logger (all three): what the collective and the sharing of the cores add is the rest.
+
+Targets: ``sync_logger`` >= 20x faster than the loop and <= 10 ms per sync on 4 ranks;
+on 2 ranks <= 8 ms, and <= 5 ms with ``dst=0``. Writes JSON (default
+bench/results/distributed.json; ``--quick`` writes only where ``--out`` says).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from fusedstats.bench.harness import (
+    Method,
+    add_common_arguments,
+    finish_report,
+    new_report,
+    output_path,
+    race,
+    slowest_rank,
+    write_json,
+)
+from fusedstats.bench.workloads.logger import filled_logger
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "distributed.json"
 TARGET_RATIO = 20.0
 TARGET_SYNC_S = 0.010
-# Issue 13, on 2 ranks: every rank merging, and only rank 0 merging.
+# On 2 ranks: every rank merging, and only rank 0 merging.
 TARGET_2_RANKS_S = {"sync_logger": 0.008, "sync_logger dst=0": 0.005}
-
-
-def _logger(n_keys: int, seed: int) -> Any:
-    import random
-
-    from fusedstats import MetricsLogger
-
-    rng = random.Random(seed)
-    logger = MetricsLogger()
-    kinds = [
-        lambda k, v: logger.log_value(f"loss/{k}", v, window=10),
-        lambda k, v: logger.log_value(f"ema/{k}", v),
-        lambda k, v: logger.log_value(f"steps/{k}", int(v * 100), reduce="sum"),
-        lambda k, v: logger.log_value(f"max/{k}", v, reduce="max", window=10),
-        lambda k, v: logger.log_value(("env", "returns", str(k)), v, window=10),
-    ]
-
-    def log_once() -> None:
-        for k in range(n_keys):
-            kinds[k % len(kinds)](k, rng.random())
-
-    for _ in range(10):
-        log_once()
-    return logger, log_once
 
 
 def _rank(rank: int, world: int, init_file: str, cfg: dict[str, Any], out: Any) -> None:
@@ -88,7 +76,7 @@ def _rank(rank: int, world: int, init_file: str, cfg: dict[str, Any], out: Any) 
         world_size=world,
         timeout=datetime.timedelta(seconds=120),
     )
-    logger, log_once = _logger(cfg["keys"], seed=rank)
+    logger, log_once = filled_logger(cfg["keys"], seed=rank)
 
     def naive() -> None:
         values = logger.reduce(return_stats_obj=False)
@@ -102,172 +90,136 @@ def _rank(rank: int, world: int, init_file: str, cfg: dict[str, Any], out: Any) 
 
     small = torch.zeros(8, dtype=torch.float64)
     gathered = [torch.empty_like(small) for _ in range(world)]
+    # One new value per key before every call (untimed), as a trainer logs between syncs.
     methods = {
-        "sync_logger": lambda: sync_logger(logger),
-        "sync_logger dst=0": lambda: sync_logger(logger, dst=0),
-        "naive": naive,
-        "reduce only": logger.reduce,
-        "one all_gather": lambda: dist.all_gather(gathered, small),
+        "sync_logger": Method(run=lambda _: sync_logger(logger), setup=log_once),
+        "sync_logger dst=0": Method(run=lambda _: sync_logger(logger, dst=0), setup=log_once),
+        "naive": Method(run=lambda _: naive(), setup=log_once, max_reps=cfg["naive_reps"]),
+        "reduce only": Method(run=lambda _: logger.reduce(), setup=log_once),
+        "one all_gather": Method(run=lambda _: dist.all_gather(gathered, small), setup=log_once),
     }
-    times: dict[str, list[float]] = {name: [] for name in methods}
-    names = list(methods)
-    sync_logger(logger)  # warm-up: the first call learns the buffer size
-    naive()
-    for rnd in range(cfg["reps"]):
-        order = names[rnd % len(names) :] + names[: rnd % len(names)]
-        for name in order:
-            if name == "naive" and rnd >= cfg["naive_reps"]:
-                continue
-            log_once()
-            dist.barrier()
-            t0 = time.perf_counter()
-            methods[name]()
-            times[name].append(time.perf_counter() - t0)
+    # The first sync_logger call learns the buffer size: the warm-up call.
+    result = race(methods, cfg["reps"], before=dist.barrier)
     every: list[Any] = [None] * world
-    dist.all_gather_object(every, times)
-    result = sync_logger(logger)
-    n_leaves = sum(len(v) if isinstance(v, dict) else 1 for v in result.values()) - 1
-    n_leaves += len(result["env"]["returns"])
+    dist.all_gather_object(every, result.times)
+    merged = sync_logger(logger)
+    n_leaves = sum(len(v) if isinstance(v, dict) else 1 for v in merged.values()) - 1
+    n_leaves += len(merged["env"]["returns"])
     dist.destroy_process_group()
     if rank == 0:
-        slowest = {
-            name: [max(rank_times[name][i] for rank_times in every) for i in range(len(ts))]
-            for name, ts in times.items()
-        }
-        out.put({"seconds": slowest, "keys_synced": n_leaves})
+        out.put({"seconds": slowest_rank(every), "keys_synced": n_leaves})
 
 
-def local_phases(n_keys: int, ranks: int, reps: int) -> dict[str, float]:
-    """Median ms of each phase of one rank's sync, in this process with no collective:
-    the CPU work every rank does (4 ranks on 2 cores: twice the wall time, or more)."""
-    import gc
+def one_rank_cpu(n_keys: int, reps: int) -> dict[str, float]:
+    """Median ms of one rank's local work, in this process with no process group (so
+    ``sync_logger`` exchanges nothing): ``reduce()``; ``sync_logger`` of a ``reduce()``
+    result (pack, unpack, merge); ``sync_logger`` of the logger (reduce, pack, unpack,
+    merge). Every rank does this work (4 ranks on 2 cores: twice the wall time, or more).
+    """
+    from fusedstats.distributed import sync_logger
 
-    import numpy as np
+    logger, log_once = filled_logger(n_keys, seed=0)
 
-    from fusedstats.distributed import _schema, _wire
+    def reduced() -> Any:
+        log_once()
+        return logger.reduce()
 
-    loggers = [_logger(n_keys, seed=r) for r in range(ranks)]
-    gc.disable()
-    times: dict[str, list[float]] = {"reduce": [], "pack": [], "unpack all ranks": [], "merge": []}
-    for _ in range(reps):
-        payloads = []
-        for i, (logger, log_once) in enumerate(loggers):
-            log_once()
-            t0 = time.perf_counter()
-            paths, stats = logger._reduce_leaves()
-            t1 = time.perf_counter()
-            plan = _schema.local_plan(paths, stats)
-            packed = _wire.pack(stats, plan, keep_tensors=False)
-            t2 = time.perf_counter()
-            payloads.append(packed)
-            if i == 0:
-                times["reduce"].append(t1 - t0)
-                times["pack"].append(t2 - t1)
-        t0 = time.perf_counter()
-        data = [
-            _wire.unpack(np.frombuffer(p.payload, np.uint8), len(plan.paths), p.n_f64, p.n_pickle)
-            for p in payloads
-        ]
-        t1 = time.perf_counter()
-        _wire.merge(plan, data)
-        t2 = time.perf_counter()
-        times["unpack all ranks"].append(t1 - t0)
-        times["merge"].append(t2 - t1)
-    gc.enable()
-    return {name: round(statistics.median(ts) * 1e3, 4) for name, ts in times.items()}
+    methods = {
+        "reduce()": Method(run=lambda _: logger.reduce(), setup=log_once),
+        "sync_logger(reduce() result)": Method(run=sync_logger, setup=reduced),
+        "sync_logger(logger)": Method(run=lambda _: sync_logger(logger), setup=log_once),
+    }
+    return {name: m * 1e3 for name, m in race(methods, reps).medians().items()}
 
 
-def _checkout() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        return done.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions; no JSON")
-    parser.add_argument("--ranks", type=int, default=4)
-    parser.add_argument("--keys", type=int, default=1000)
-    parser.add_argument("--reps", type=int, default=None)
-    parser.add_argument("--naive-reps", type=int, default=None)
-    parser.add_argument("--out", default=None, help="JSON path (default: results/distributed.json)")
-    args = parser.parse_args()
-    reps = args.reps or (8 if args.quick else 31)
-    naive_reps = args.naive_reps or (2 if args.quick else 5)
-    cfg = {"keys": args.keys, "reps": reps, "naive_reps": min(naive_reps, reps)}
-
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # ranks share the cores
+def run_ranks(ranks: int, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Spawns the ranks; returns rank 0's report (the slowest rank's seconds)."""
     import torch.multiprocessing as mp
 
-    from fusedstats.bench.timing import host_info
-
-    phases = local_phases(args.keys, args.ranks, reps)
-    load_before = os.getloadavg()
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     with tempfile.TemporaryDirectory() as tmp:
         init_file = os.path.join(tmp, "rendezvous")
         procs = [
-            ctx.Process(target=_rank, args=(r, args.ranks, init_file, cfg, out))
-            for r in range(args.ranks)
+            ctx.Process(target=_rank, args=(r, ranks, init_file, cfg, out)) for r in range(ranks)
         ]
         for p in procs:
             p.start()
-        got = out.get(timeout=1800)
+        got: dict[str, Any] = out.get(timeout=1800)
         for p in procs:
             p.join(timeout=60)
-    seconds = got["seconds"]
-    med = {name: statistics.median(ts) for name, ts in seconds.items()}
-    ratio = med["naive"] / med["sync_logger"]
-    report = {
-        "machine": host_info(),
-        "checkout": _checkout(),
-        "settings": {
+    return got
+
+
+def targets(ranks: int, med: dict[str, float], ratio: float) -> dict[str, bool]:
+    met = {
+        "ratio_at_least_20x": ratio >= TARGET_RATIO,
+        "sync_at_most_10ms": med["sync_logger"] <= TARGET_SYNC_S,
+    }
+    if ranks == 2:
+        met["two_ranks_sync_at_most_8ms"] = med["sync_logger"] <= TARGET_2_RANKS_S["sync_logger"]
+        met["two_ranks_dst0_at_most_5ms"] = (
+            med["sync_logger dst=0"] <= TARGET_2_RANKS_S["sync_logger dst=0"]
+        )
+    return met
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add_common_arguments(parser, DEFAULT_OUT)
+    parser.add_argument("--ranks", type=int, default=4)
+    parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--reps", type=int, default=None, help="timed rounds (31; quick 8)")
+    parser.add_argument("--naive-reps", type=int, default=None, help="of the loop (5; quick 2)")
+    args = parser.parse_args(argv)
+    reps = args.reps or (8 if args.quick else 31)
+    naive_reps = args.naive_reps or (2 if args.quick else 5)
+    cfg = {"keys": args.keys, "reps": reps, "naive_reps": min(naive_reps, reps)}
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # ranks share the cores
+
+    report = new_report(
+        "distributed",
+        quick=args.quick,
+        checkout=ROOT,
+        settings={
             "ranks": args.ranks,
             "keys": args.keys,
             "backend": "gloo (127.0.0.1, file:// rendezvous)",
             "reps": reps,
             "naive_reps": cfg["naive_reps"],
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "python": sys.version.split()[0],
         },
-        "median_ms": {name: round(m * 1e3, 4) for name, m in med.items()},
-        "seconds": seconds,
-        "naive_over_sync_logger": round(ratio, 2),
-        "one_rank_cpu_phases_ms": phases,
-        "keys_synced": got["keys_synced"],
-        "targets": {
-            "ratio_at_least_20x": ratio >= TARGET_RATIO,
-            "sync_at_most_10ms": med["sync_logger"] <= TARGET_SYNC_S,
-            **(
-                {
-                    "two_ranks_sync_at_most_8ms": med["sync_logger"]
-                    <= TARGET_2_RANKS_S["sync_logger"],
-                    "two_ranks_dst0_at_most_5ms": med["sync_logger dst=0"]
-                    <= TARGET_2_RANKS_S["sync_logger dst=0"],
-                }
-                if args.ranks == 2
-                else {}
-            ),
-        },
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-    }
-    print("one rank's CPU work, no collective (ms):", phases)
+    )
+    report["one_rank_cpu_ms"] = phases = one_rank_cpu(args.keys, reps)
+    got = run_ranks(args.ranks, cfg)
+    seconds = got["seconds"]
+    med = {name: statistics.median(ts) for name, ts in seconds.items()}
+    ratio = med["naive"] / med["sync_logger"]
+    report.update(
+        {
+            "median_ms": {name: m * 1e3 for name, m in med.items()},
+            "seconds": seconds,
+            "naive_over_sync_logger": ratio,
+            "keys_synced": got["keys_synced"],
+            "targets": targets(args.ranks, med, ratio),
+        }
+    )
+    finish_report(report)
+    print(
+        "one rank's local work, no process group (ms):", {k: round(v, 3) for k, v in phases.items()}
+    )
     for name, m in med.items():
-        print(f"{name:>16}: {m * 1e3:10.3f} ms  (median of {len(seconds[name])})")
+        print(f"{name:>17}: {m * 1e3:10.3f} ms  (median of {len(seconds[name])})")
     print(
         f"naive / sync_logger: {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x); sync_logger "
         f"{med['sync_logger'] * 1e3:.2f} ms (target <= {TARGET_SYNC_S * 1e3:.0f} ms)"
     )
-    path = Path(args.out) if args.out else (None if args.quick else DEFAULT_OUT)
+    print("targets:", report["targets"])
+    path = output_path(args.out, args.quick, DEFAULT_OUT)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {path}")
+        print(f"wrote {write_json(report, path)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

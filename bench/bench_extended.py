@@ -4,7 +4,8 @@ health, exponent histogram) against the default pass and against pure torch.
     python bench/bench_extended.py [--quick] [--reps N] [--out PATH]
 
 Case (b) of the tensor-stats benchmark: 50 float32 tensors, 100M elements in all
-(``--quick``: 10M), on the CPU. Raced in one interleaved loop (medians of ``--reps``):
+(``--quick``: 10M), on the CPU. Raced in one interleaved loop (medians of ``--reps``,
+default 9, 3 with ``--quick``):
 
 - ``default``: ``fusedstats.tensor_stats(tensors).host()``: the 15 base statistics.
 - ``extended``: ``fusedstats.tensor_stats(tensors, extended=True)``, rows and histogram
@@ -16,23 +17,34 @@ Case (b) of the tensor-stats benchmark: 50 float32 tensors, 100M elements in all
   nonzero |x|, four overflow counts and ``torch.frexp`` exponents counted with
   ``torch.bincount`` — every result on the device, one read back.
 
-Targets (issue 12): extended <= 1.5x default, and >= 10x faster than torch. Writes
-JSON (default bench/results/extended.json; ``--quick`` writes only to ``--out``).
+Targets: the extended pass costs at most 1.5x the default pass, and is at least 10x
+faster than torch; the histograms of both ways agree exactly. Writes JSON (default
+bench/results/extended.json; ``--quick`` writes only to ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from fusedstats.bench.harness import (
+    add_common_arguments,
+    call,
+    finish_report,
+    new_report,
+    output_path,
+    race,
+    write_json,
+)
+from fusedstats.bench.workloads.tensors import normal_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "extended.json"
 TARGET_OVER_DEFAULT = 1.5
 TARGET_OVER_TORCH = 10.0
+TORCH_BUDGET_S = 60.0  # torch takes seconds per call at full size
 FORMAT_MAX = (3.3895313892515355e38, 65504.0, 448.0, 57344.0)
 
 
@@ -63,74 +75,68 @@ def torch_extended(tensors: list[Any]) -> Any:
     return base, torch.stack(per_tensor).cpu().numpy()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10M elements, 3 reps, no JSON")
-    parser.add_argument("--reps", type=int, default=None)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    import torch
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add_common_arguments(parser, DEFAULT_OUT)
+    parser.add_argument("--reps", type=int, default=None, help="timed calls (9; quick 3)")
+    args = parser.parse_args(argv)
 
     import fusedstats
-    from fusedstats.bench.timing import machine_info, race
 
     numel = 10_000_000 if args.quick else 100_000_000
     reps = args.reps or (3 if args.quick else 9)
-    g = torch.Generator().manual_seed(0)
-    tensors = [torch.randn(numel // 50, generator=g) * 0.02 for _ in range(50)]
+    tensors = normal_tensors(50, numel)
 
     def extended() -> Any:
         s = fusedstats.tensor_stats(tensors, extended=True)
         return s.host(), s.exponent_histogram.numpy()
 
-    methods = {
-        "default": lambda: fusedstats.tensor_stats(tensors).host(),
-        "extended": extended,
-        "torch": lambda: torch_extended(tensors),
-    }
-    load_before = os.getloadavg()
-    result = race(methods, reps, budget_s={"torch": 60.0})
-    med = {name: result.median(name) for name in methods}
-    over_default = med["extended"] / med["default"]
-    over_torch = med["torch"] / med["extended"]
+    report = new_report(
+        "extended",
+        quick=args.quick,
+        checkout=ROOT,
+        settings={"case": "(b) 50 tensors float32", "elements": numel, "reps": reps},
+    )
+    result = race(
+        {
+            "default": lambda: fusedstats.tensor_stats(tensors).host(),
+            "extended": extended,
+            "torch": call(lambda: torch_extended(tensors), budget_s=TORCH_BUDGET_S),
+        },
+        reps,
+    )
+    over_default = result.ratio("extended", "default")
+    over_torch = result.ratio("torch", "extended")
     # Cross-check: the histograms of both ways agree exactly.
     fs_hist = result.outputs["extended"][1][:-1]
     torch_hist = result.outputs["torch"][1][:, 7:]
-    report = {
-        "machine": machine_info("cpu"),
-        "settings": {
-            "case": "(b) 50 tensors float32",
-            "elements": numel,
-            "reps": reps,
-            "threads": fusedstats.get_num_threads(),
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-        },
-        "median_ms": {name: round(m * 1e3, 3) for name, m in med.items()},
-        "seconds": result.times,
-        "extended_over_default": round(over_default, 3),
-        "torch_over_extended": round(over_torch, 2),
-        "histograms_agree": bool((fs_hist == torch_hist).all()),
-        "targets": {
-            "extended_at_most_1_5x_default": over_default <= TARGET_OVER_DEFAULT,
-            "at_least_10x_faster_than_torch": over_torch >= TARGET_OVER_TORCH,
-        },
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-    }
-    for name, m in med.items():
+    agree = bool((fs_hist == torch_hist).all())
+    report.update(
+        {
+            "median_ms": {name: m * 1e3 for name, m in result.medians().items()},
+            "seconds": result.times,
+            "extended_over_default": over_default,
+            "torch_over_extended": over_torch,
+            "histograms_agree": agree,
+            "targets": {
+                "extended_at_most_1_5x_default": over_default <= TARGET_OVER_DEFAULT,
+                "at_least_10x_faster_than_torch": over_torch >= TARGET_OVER_TORCH,
+            },
+        }
+    )
+    finish_report(report)
+    for name, m in result.medians().items():
         print(f"{name:>9}: {m * 1e3:9.2f} ms")
     print(
         f"extended / default: {over_default:.2f}x (target <= {TARGET_OVER_DEFAULT}x); "
         f"torch / extended: {over_torch:.1f}x (target >= {TARGET_OVER_TORCH:.0f}x); "
-        f"histograms agree: {report['histograms_agree']}"
+        f"histograms agree: {agree}"
     )
-    path = Path(args.out) if args.out else (None if args.quick else DEFAULT_OUT)
+    path = output_path(args.out, args.quick, DEFAULT_OUT)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {path}")
+        print(f"wrote {write_json(report, path)}")
+    return 0 if agree else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

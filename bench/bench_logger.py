@@ -13,13 +13,21 @@ bench/README.md; skipped, and said so, otherwise) and
    repetition (untimed): ms per reduce.
 3. ``merge_and_log_n_dicts`` of 32 results x 200 keys, each result a ``reduce()`` of an
    upstream logger (built once, untimed); a fresh downstream logger per repetition.
-4. Logged tensors (issue 18): ``log_value`` of a 0-d CPU tensor on an existing key
-   (ns per call, 256 distinct tensors cycled), and ``reduce()`` of 1,000 keys x 10
-   tensor values against the same values logged as floats (ms).
+4. Logged tensors: ``log_value`` of a 0-d CPU tensor on an existing key (ns per call,
+   256 distinct tensors cycled), and ``reduce()`` of 1,000 keys x 10 tensor values
+   against the same values logged as floats (ms).
 5. Memory: 10 million ``log_value`` calls on 10 windowed keys, no reduce, in a child
    process per logger: RSS along the way.
 
-Prints a table (medians, ratios, the issue's targets) and writes JSON (default
+Cases 1-3 are ``fusedstats.bench.workloads.logger`` (``fusedstats bench`` races the
+same, without RLlib). Targets, against RLlib 2.40 in the same run: ``log_value`` >= 6x
+faster, ``reduce()`` >= 20x, the merge >= 20x; memory flat (after the first tenth of the
+calls, RSS grows by at most 1 byte per call and at most 4 MiB). Logged tensors:
+``log_value`` of a 0-d tensor <= 1 us, their ``reduce()`` <= 3 ms and <= 2.5x the same
+values as floats. Where RLlib is not importable, the ratios are also given against
+RLlib's medians measured on the project's 2-core machine (``RLLIB_REFERENCE_S``).
+
+Prints a table (medians, ratios, targets) and writes JSON (default
 bench/results/logger.json; a --quick run writes only where --out says).
 fusedstats is the installed package (``import fusedstats``), never the source tree.
 """
@@ -29,25 +37,37 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import racing
-from racing import Case, machine_info, race, render_table, rss_bytes
+from fusedstats.bench.harness import (
+    Method,
+    Race,
+    add_common_arguments,
+    finish_report,
+    jsonable,
+    new_report,
+    output_path,
+    race,
+    render_table,
+    write_json,
+)
+from fusedstats.bench.workloads import logger as w
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "logger.json"
 
 FUSED, RLLIB, PLAIN = "fusedstats", "rllib", "plain"
 
-# Issue 3: RLlib 2.40 on this machine, and the speed-ups fusedstats must reach.
+# RLlib 2.40's medians on the project's 2-core machine (the ratios' reference where
+# RLlib is not importable), and the speed-ups over RLlib fusedstats must reach.
 RLLIB_REFERENCE_S = {"log_value": 1.6e-6, "reduce": 23e-3, "merge": 34e-3}
-TARGET_SPEEDUP = {"log_value": 6.0, "reduce": 20.0, "merge": 10.0}
+TARGET_SPEEDUP = {"log_value": 6.0, "reduce": 20.0, "merge": 20.0}
 # RSS noise allowed after the first tenth of the calls: 1 byte per call, at most 4 MiB
 # (a Python float kept per call costs about 32), at least 256 KiB (page-level noise).
 FLAT_TOLERANCE_BYTES = 4 * 2**20
@@ -95,176 +115,28 @@ def logger_origin(name: str, cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__} ({getattr(module, '__file__', '?')})"
 
 
-# --- case 1: log_value ----------------------------------------------------------
-# Literal keyword arguments in the loop, as a trainer writes them (no **kwargs).
+def rss_bytes() -> int:
+    """The resident set size of this process now (Linux ``/proc/self/statm``)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            resident_pages = int(f.read().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _loop_mean_window(logger: Any, xs: list[float]) -> None:
-    for x in xs:
-        logger.log_value("loss", x, reduce="mean", window=10)
-
-
-def _loop_ema(logger: Any, xs: list[float]) -> None:
-    for x in xs:
-        logger.log_value("reward", x, reduce="mean", ema_coeff=0.01)
-
-
-def _loop_sum(logger: Any, xs: list[float]) -> None:
-    for x in xs:
-        logger.log_value("steps", x, reduce="sum")
-
-
-def _loop_empty(logger: Any, xs: list[float]) -> None:
-    for _x in xs:
-        pass
-
-
-LOG_VALUE_CASES: dict[str, tuple[str, str, dict[str, Any], Callable[[Any, list[float]], None]]] = {
-    # case id: (title, key, settings of the first call, timed loop)
-    "log_value_mean_window10": (
-        'log_value("loss", x, reduce="mean", window=10)',
-        "loss",
-        {"reduce": "mean", "window": 10},
-        _loop_mean_window,
-    ),
-    "log_value_ema": (
-        'log_value("reward", x, reduce="mean", ema_coeff=0.01)',
-        "reward",
-        {"reduce": "mean", "ema_coeff": 0.01},
-        _loop_ema,
-    ),
-    "log_value_sum": (
-        'log_value("steps", x, reduce="sum")',
-        "steps",
-        {"reduce": "sum"},
-        _loop_sum,
-    ),
-}
-
-
-def log_value_race(
-    loggers: dict[str, type],
-    loop: Callable[[Any, list[float]], None],
-    key: str,
-    settings: dict[str, Any],
-    xs: list[float],
-    reps: int,
-) -> racing.Race:
-    """A fresh logger per repetition, the key created by one untimed call."""
-
-    def make_case(cls: type | None) -> Case:
-        def setup() -> Any:
-            if cls is None:
-                return None
-            logger = cls()
-            logger.log_value(key, 0.5, **settings)
-            return logger
-
-        def check(logger: Any) -> Any:
-            return None if logger is None else logger.peek(key)
-
-        return Case(run=lambda logger: loop(logger, xs), setup=setup, check=check)
-
-    cases = {name: make_case(cls) for name, cls in loggers.items()}
-    cases["(empty loop)"] = Case(run=lambda _: _loop_empty(None, xs))
-    return race(cases, reps)
-
-
-# --- case 2: reduce of many keys -----------------------------------------------
-
-
-def reduce_race(
-    loggers: dict[str, type], n_keys: int, n_values: int, window: int, reps: int
-) -> racing.Race:
-    """One logger per implementation, kept across repetitions (a trainer's steady
-    state); before each repetition, ``n_values`` new values per key, untimed."""
-    keys = [f"metric_{i:04d}" for i in range(n_keys)]
-    rng = random.Random(1)
-    values = [[rng.random() for _ in range(n_values)] for _ in range(n_keys)]
-
-    def make_case(cls: type) -> Case:
-        logger = cls()
-
-        def setup() -> Any:
-            for key, vs in zip(keys, values, strict=True):
-                for v in vs:
-                    logger.log_value(key, v, reduce="mean", window=window)
-            return logger
-
-        def check(lg: Any) -> Any:
-            return [lg.peek(keys[0]), lg.peek(keys[-1])]
-
-        return Case(run=lambda lg: lg.reduce(), setup=setup, check=check)
-
-    return race({name: make_case(cls) for name, cls in loggers.items()}, reps)
-
-
-# --- case 3: merge_and_log_n_dicts ----------------------------------------------
-
-
-def build_results(cls: type, n_results: int, n_keys: int, n_values: int, window: int) -> list:
-    """``n_results`` upstream loggers' ``reduce()`` results, each ``n_keys`` keys."""
-    keys = [f"metric_{i:03d}" for i in range(n_keys)]
-    out = []
-    for r in range(n_results):
-        rng = random.Random(100 + r)
-        upstream = cls()
-        for key in keys:
-            for _ in range(n_values):
-                upstream.log_value(key, rng.random(), reduce="mean", window=window)
-        out.append(upstream.reduce())
-    return out
-
-
-def merge_race(
-    loggers: dict[str, type],
-    n_results: int,
-    n_keys: int,
-    n_values: int,
-    window: int,
-    reps: int,
-) -> tuple[racing.Race, dict[str, Any]]:
-    """Also returns, per logger, whether a merge after the race gives the same peeks
-    as the first one (merging must not change its inputs)."""
-    keys = [f"metric_{i:03d}" for i in range(n_keys)]
-    results: dict[str, list] = {}
-    broken: dict[str, str] = {}
-    for name, cls in loggers.items():
-        try:
-            results[name] = build_results(cls, n_results, n_keys, n_values, window)
-        except Exception as e:  # reported like an error in the race itself
-            broken[name] = f"building the results: {type(e).__name__}: {e}"[:2000]
-
-    def check(lg: Any) -> Any:
-        return [lg.peek(keys[0]), lg.peek(keys[-1])]
-
-    def make_case(name: str, cls: type) -> Case:
-        return Case(
-            run=lambda lg: lg.merge_and_log_n_dicts(results[name]),
-            setup=cls,
-            check=check,
-        )
-
-    r = race({n: make_case(n, cls) for n, cls in loggers.items() if n in results}, reps)
-    r.errors.update(broken)
-    again = {}
-    for name in r.names:
-        lg = loggers[name]()
-        lg.merge_and_log_n_dicts(results[name])
-        again[name] = check(lg)
-    return r, again
-
-
-# --- case 4: logged tensors (issue 18) --------------------------------------------
+# --- case 4: logged tensors --------------------------------------------------------
 # Targets: log_value of a 0-d tensor on an existing key <= 1 us; reduce() of 1,000 keys
-# x 10 tensor values <= 3 ms and <= 2.5x the same values logged as floats. The issue's
-# figures before the native gather (2026-12-06, this machine): 3.5 us and 65 ms.
+# x 10 tensor values <= 3 ms and <= 2.5x the same values logged as floats. The figures
+# before the native gather (2026-12-06, the project's machine): 3.5 us and 65 ms.
 TENSOR_TARGETS = {"log_value_ns": 1000.0, "reduce_ms": 3.0, "tensor_over_float": 2.5}
 TENSOR_BEFORE = {"log_value_ns": 3500.0, "reduce_ms": 65.0}
 TENSOR_POOL = 256  # distinct tensors cycled: a fresh, cache-hot loss tensor each step
 
 
-def tensor_log_race(loggers: dict[str, type], n_log: int, reps: int) -> racing.Race:
+def tensor_log_race(loggers: dict[str, type], n_log: int, reps: int) -> Race:
     """``log_value("loss", t, reduce="mean", window=10)`` with a 0-d float32 CPU tensor,
     ``n_log`` calls cycling through 256 distinct tensors (as a trainer logs a new loss
     tensor each step, still in cache)."""
@@ -274,7 +146,7 @@ def tensor_log_race(loggers: dict[str, type], n_log: int, reps: int) -> racing.R
     pool = [torch.tensor(rng.random()) for _ in range(TENSOR_POOL)]
     ts = [pool[i % TENSOR_POOL] for i in range(n_log)]
 
-    def make_case(cls: type) -> Case:
+    def make_case(cls: type) -> Method:
         def setup() -> Any:
             logger = cls()
             logger.log_value("loss", pool[0], reduce="mean", window=10)
@@ -284,12 +156,17 @@ def tensor_log_race(loggers: dict[str, type], n_log: int, reps: int) -> racing.R
             for t in ts:
                 logger.log_value("loss", t, reduce="mean", window=10)
 
-        return Case(run=run, setup=setup, check=lambda lg: _number(lg.peek("loss")))
+        return Method(run=run, setup=setup, check=lambda lg: _number(lg.peek("loss")))
 
-    return race({name: make_case(cls) for name, cls in loggers.items()}, reps)
+    return race(
+        {name: make_case(cls) for name, cls in loggers.items()},
+        reps,
+        collect="after_setup",
+        keep_going=True,
+    )
 
 
-def tensor_reduce_race(loggers: dict[str, type], reps: int) -> racing.Race:
+def tensor_reduce_race(loggers: dict[str, type], reps: int) -> Race:
     """``reduce()`` of 1,000 window-10 mean keys after 10 new values per key (untimed),
     logged as 0-d tensors (float32, float64, bfloat16 and int32, in turn), and, as
     ``<logger>, floats``, the same values logged as python floats."""
@@ -304,7 +181,7 @@ def tensor_reduce_race(loggers: dict[str, type], reps: int) -> racing.Race:
     ]
     floats = [[float(t.to(torch.float64)) for t in row] for row in tensors]
 
-    def make_case(cls: type, values: list[list[Any]]) -> Case:
+    def make_case(cls: type, values: list[list[Any]]) -> Method:
         logger = cls()
 
         def setup() -> Any:
@@ -316,14 +193,14 @@ def tensor_reduce_race(loggers: dict[str, type], reps: int) -> racing.Race:
         def check(lg: Any) -> Any:
             return [_number(lg.peek(keys[0])), _number(lg.peek(keys[-1]))]
 
-        return Case(run=lambda lg: lg.reduce(), setup=setup, check=check)
+        return Method(run=lambda lg: lg.reduce(), setup=setup, check=check)
 
     cases = {}
     for name, cls in loggers.items():
         cases[name] = make_case(cls, tensors)
         if name == FUSED:
             cases[f"{FUSED}, floats"] = make_case(cls, floats)
-    return race(cases, reps)
+    return race(cases, reps, collect="after_setup", keep_going=True)
 
 
 def _number(x: Any) -> Any:
@@ -380,7 +257,7 @@ def tensor_records(loggers: dict[str, type], n_log: int, reps: int) -> dict[str,
 
 def print_tensor_records(records: dict[str, Any]) -> None:
     print()
-    print("logged tensors (issue 18):")
+    print("logged tensors:")
     log, red = records["log_value_tensor"], records["reduce_tensors"]
     rows = []
     for name, ns in log["median"].items():
@@ -506,28 +383,6 @@ def memory_case(names: list[str], calls: int) -> dict[str, Any]:
 # --- reporting --------------------------------------------------------------------
 
 
-def checkout_state() -> dict[str, Any]:
-    """The commit of this checkout (the benchmark's code) and whether it has changes."""
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return {"commit": rev, "modified_tracked_files": bool(dirty)}
-
-
 def close(a: Any, b: Any) -> bool:
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
@@ -541,7 +396,7 @@ def close(a: Any, b: Any) -> bool:
 
 
 def case_record(
-    kind: str, title: str, unit: str, per: float, r: racing.Race, names: list[str]
+    kind: str, title: str, unit: str, per: float, r: Race, names: list[str]
 ) -> dict[str, Any]:
     """Medians in ``unit`` (seconds / ``per`` scaled), ratios, target check."""
     scale = {"ns/call": 1e9, "ms": 1e3}[unit]
@@ -623,7 +478,7 @@ def print_report(report: dict[str, Any], names: list[str]) -> None:
     print(render_table(header, rows))
     print(
         "  ratios: the other logger's median / fusedstats' (>1: fusedstats faster); "
-        "ref = issue 3's RLlib figure for this machine"
+        "ref = RLlib 2.40's median measured on the project's 2-core machine"
     )
     for rec in report["cases"].values():
         if not rec["results_agree"]:
@@ -684,21 +539,6 @@ def print_report(report: dict[str, Any], names: list[str]) -> None:
         )
 
 
-def to_jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): to_jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return repr(x)
-
-
 # --- profiling (for whoever tunes fusedstats; never part of the JSON) ---------------
 
 
@@ -706,22 +546,17 @@ def profile_fused(cls: type, n_log: int) -> None:
     import cProfile
     import pstats
 
-    xs = [random.random() for _ in range(n_log)]
-    logger = cls()
-    logger.log_value("loss", 0.5, reduce="mean", window=10)
-    reducer = cls()
-    keys = [f"metric_{i:04d}" for i in range(1000)]
-    for k in keys:
-        for j in range(20):
-            reducer.log_value(k, j * 0.1, reduce="mean", window=10)
-    results = build_results(cls, 32, 200, 20, 10)
-    for title, fn in (
-        ("log_value", lambda: _loop_mean_window(logger, xs)),
-        ("reduce of 1000 keys", reducer.reduce),
-        ("merge 32 x 200", lambda: cls().merge_and_log_n_dicts(results)),
+    loggers = {FUSED: cls}
+    results = {FUSED: w.upstream_results(cls)}
+    for title, methods in (
+        ("log_value", w.log_value_methods(loggers, "log_value_mean_window10", w.log_values(n_log))),
+        ("reduce of 1000 keys", w.reduce_methods(loggers)),
+        ("merge 32 x 200", w.merge_methods(loggers, results)),
     ):
+        method = methods[FUSED]
+        state = method.setup() if method.setup is not None else None
         prof = cProfile.Profile()
-        prof.runcall(fn)
+        prof.runcall(method.run, state)
         print(f"\n=== cProfile, fusedstats: {title} ===")
         pstats.Stats(prof).sort_stats("tottime").print_stats(12)
 
@@ -729,18 +564,47 @@ def profile_fused(cls: type, n_log: int) -> None:
 # --- main -----------------------------------------------------------------------
 
 
+def float_cases(
+    loggers: dict[str, type], n_log: int, reps: int, names: list[str]
+) -> dict[str, Any]:
+    """Cases 1-3: the log_value loops, reduce() of 1,000 keys, the merge."""
+    out: dict[str, Any] = {}
+    xs = w.log_values(n_log)
+    for case_id, (title, *_) in w.LOG_VALUE_CASES.items():
+        print(f"  {title} ...", flush=True)
+        methods = w.log_value_methods(loggers, case_id, xs, empty_loop=True)
+        r = race(methods, reps, collect="after_setup", keep_going=True)
+        out[case_id] = case_record("log_value", title, "ns/call", n_log, r, names)
+
+    print("  reduce() of 1,000 keys ...", flush=True)
+    r = race(w.reduce_methods(loggers), reps, collect="after_setup", keep_going=True)
+    out["reduce"] = case_record(
+        "reduce", "reduce() of 1,000 keys, window 10, 20 values each", "ms", 1, r, names
+    )
+
+    print("  merge_and_log_n_dicts of 32 x 200 ...", flush=True)
+    results: dict[str, list[Any]] = {}
+    broken: dict[str, str] = {}
+    for name, cls in loggers.items():
+        try:
+            results[name] = w.upstream_results(cls)
+        except Exception as e:  # reported like an error in the race itself
+            broken[name] = f"building the results: {type(e).__name__}: {e}"[:2000]
+    r = race(w.merge_methods(loggers, results), reps, collect="after_setup", keep_going=True)
+    r.errors.update(broken)
+    rec = case_record("merge", "merge_and_log_n_dicts, 32 results x 200 keys", "ms", 1, r, names)
+    # Merging must not change its inputs: a second merge gives the same peeks.
+    again = w.merge_methods(loggers, results)
+    rec["inputs_unchanged"] = {n: close(again[n].output(), r.outputs[n]) for n in r.names}
+    out["merge"] = rec
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bench_logger.py", description=(__doc__ or "").split("\n\n")[0]
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="smaller sizes (20k log_value calls, 1M memory calls)"
-    )
-    parser.add_argument(
-        "--out",
-        default=None,
-        help=f"JSON path (default {DEFAULT_OUT.relative_to(ROOT)}; none for --quick)",
-    )
+    add_common_arguments(parser, DEFAULT_OUT)
     parser.add_argument(
         "--reps", type=int, default=None, help="timed repetitions per case (default 9; >= 7)"
     )
@@ -755,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-calls",
         type=int,
         default=None,
-        help="log_value calls of the memory case (default 10,000,000)",
+        help="log_value calls of the memory case (default 10,000,000; quick 1,000,000)",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory case")
     parser.add_argument(
@@ -772,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.memory_child:
         calls = args.memory_calls or 10_000_000
-        print(json.dumps(to_jsonable(memory_child(args.memory_child, calls))))
+        print(json.dumps(jsonable(memory_child(args.memory_child, calls))))
         return 0
 
     reps = args.reps or (7 if args.quick else 9)
@@ -794,65 +658,42 @@ def main(argv: list[str] | None = None) -> int:
     for name, cls in loggers.items():
         print(f"{name}: {logger_origin(name, cls)}", flush=True)
 
-    report: dict[str, Any] = {
-        "machine": machine_info(),
-        "note": args.note,
-        "checkout": checkout_state(),
-        "settings": {
-            "quick": args.quick,
+    report = new_report(
+        "logger",
+        quick=args.quick,
+        libraries=("numpy", "torch", "ray"),
+        checkout=ROOT,
+        settings={
             "reps": reps,
             "log_value_calls_per_rep": n_log,
             "reduce": {"keys": 1000, "values_per_key": 20, "window": 10},
             "merge": {"results": 32, "keys": 200, "values_per_key": 20, "window": 10},
             "memory": {"calls": memory_calls, "keys": MEMORY_KEYS, "window": 10},
         },
-        "loggers": {n: logger_origin(n, c) for n, c in loggers.items()},
-        "skipped": skipped,
-        "cases": {},
-    }
-    rng = random.Random(0)
-    xs = [rng.random() for _ in range(n_log)]
-
-    for case_id, (title, key, settings, loop) in LOG_VALUE_CASES.items():
-        print(f"  {title} ...", flush=True)
-        r = log_value_race(loggers, loop, key, settings, xs, reps)
-        report["cases"][case_id] = case_record("log_value", title, "ns/call", n_log, r, names)
-
-    print("  reduce() of 1,000 keys ...", flush=True)
-    r = reduce_race(loggers, 1000, 20, 10, reps)
-    report["cases"]["reduce"] = case_record(
-        "reduce", "reduce() of 1,000 keys, window 10, 20 values each", "ms", 1, r, names
     )
-
-    print("  merge_and_log_n_dicts of 32 x 200 ...", flush=True)
-    r, again = merge_race(loggers, 32, 200, 20, 10, reps)
-    rec = case_record("merge", "merge_and_log_n_dicts, 32 results x 200 keys", "ms", 1, r, names)
-    rec["inputs_unchanged"] = {n: close(again[n], r.outputs[n]) for n in again}
-    report["cases"]["merge"] = rec
-
+    report.update(
+        {
+            "note": args.note,
+            "loggers": {n: logger_origin(n, c) for n, c in loggers.items()},
+            "skipped": skipped,
+        }
+    )
+    report["cases"] = float_cases(loggers, n_log, reps, names)
     if not args.no_tensors:
         print("  logged tensors ...", flush=True)
         report["tensors"] = tensor_records(loggers, n_log, reps)
-
     if not args.no_memory:
-        report["memory"] = {
-            "target_calls": memory_calls,
-            "results": memory_case(names, memory_calls),
-        }
-        if FUSED in report["memory"]["results"]:
-            report["memory"]["fusedstats_flat"] = report["memory"]["results"][FUSED].get("flat")
-
-    report["load_average_after"] = racing.load_average()
+        results = memory_case(names, memory_calls)
+        report["memory"] = {"target_calls": memory_calls, "results": results}
+        if FUSED in results:
+            report["memory"]["fusedstats_flat"] = results[FUSED].get("flat")
+    finish_report(report)
     print_report(report, names)
     if "tensors" in report:
         print_tensor_records(report["tensors"])
-
-    out = args.out if args.out is not None else (None if args.quick else str(DEFAULT_OUT))
-    if out:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(to_jsonable(report), indent=1) + "\n", encoding="utf-8")
-        print(f"\nwrote {path}")
+    path = output_path(args.out, args.quick, DEFAULT_OUT)
+    if path is not None:
+        print(f"\nwrote {write_json(report, path)}")
     return 0
 
 

@@ -5,9 +5,11 @@
 Every rank (a spawned process, gloo on 127.0.0.1 through a file:// rendezvous) holds
 the same model, wrapped with FSDP2 ``fully_shard`` (every parameter a ``Shard(0)``
 DTensor): 8 blocks of Linear(384, 384) + LayerNorm(384) (32 parameters, 1.19 M
-elements, uneven shards at 4 ranks). After one backward, raced in one run,
-round-robin (the starting method rotated each round, a barrier before every call),
-the slowest rank's time of each call, medians of ``--reps`` rounds:
+elements, uneven shards at 4 ranks; ``fusedstats.bench.workloads.tensors.block_model``).
+After one backward, raced in one run with ``fusedstats.bench.harness.race`` in every
+rank (the starting method rotated each round, a barrier before every call), the
+slowest rank's time of each call, medians of ``--reps`` rounds (21; 5 with
+``--quick``):
 
 - ``fusedstats``: ``fusedstats.grad_stats(model, per_parameter=True)``: every field
   (norm, mean, variance, min, max, abs-max, L1, NaN/Inf/zero counts), globally and
@@ -21,35 +23,37 @@ the slowest rank's time of each call, medians of ``--reps`` rounds:
 - ``full_tensor loop``: per parameter, ``grad.full_tensor()`` (an all_gather each)
   then the fields with torch on the full gradient.
 
-Target (issue 11): all fields in no more than 1.5x the time of the norm alone.
-Writes JSON (default bench/results/sharded.json; ``--quick`` writes only to ``--out``).
+Target: all fields in no more than 1.5x the time of the norm alone, on 2 and on 4
+ranks. Writes JSON (default bench/results/sharded.json; ``--quick`` writes only to
+``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from fusedstats.bench.harness import (
+    add_common_arguments,
+    finish_report,
+    new_report,
+    output_path,
+    race,
+    slowest_rank,
+    write_json,
+)
+from fusedstats.bench.workloads.tensors import block_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "sharded.json"
 TARGET_RATIO = 1.5
 WIDTH, BLOCKS = 384, 8
-
-
-def _model(torch: Any) -> Any:
-    torch.manual_seed(0)
-    layers: list[Any] = []
-    for _ in range(BLOCKS):
-        layers += [torch.nn.Linear(WIDTH, WIDTH), torch.nn.LayerNorm(WIDTH)]
-    return torch.nn.Sequential(*layers)
 
 
 def _methods(model: Any, torch: Any, dist: Any) -> dict[str, Any]:
@@ -122,33 +126,22 @@ def _rank(rank: int, world: int, init_file: str, cfg: dict[str, Any], out: Any) 
         world_size=world,
         timeout=datetime.timedelta(seconds=300),
     )
-    model = _model(torch)
+    model = block_model(WIDTH, BLOCKS)
     mesh = init_device_mesh("cpu", (world,))
     for layer in model:
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
     x = torch.randn(64, WIDTH, generator=torch.Generator().manual_seed(1))
     model(x).pow(2).mean().backward()
-    methods = _methods(model, torch, dist)
-    names = list(methods)
-    checks = {name: fn() for name, fn in methods.items()}  # warm-up, and a cross-check
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for rnd in range(cfg["reps"]):
-        for name in names[rnd % len(names) :] + names[: rnd % len(names)]:
-            dist.barrier()
-            t0 = time.perf_counter()
-            methods[name]()
-            times[name].append(time.perf_counter() - t0)
+    result = race(_methods(model, torch, dist), cfg["reps"], before=dist.barrier)
+    checks = result.outputs  # the warm-up calls' results: a cross-check
     every: list[Any] = [None] * world
-    dist.all_gather_object(every, times)
+    dist.all_gather_object(every, result.times)
     n_params = sum(1 for _ in model.parameters())
     n_elems = sum(p.numel() for p in model.parameters())
     dist.destroy_process_group()
     if rank == 0:
-        slowest = {
-            name: [max(t[name][i] for t in every) for i in range(len(ts))]
-            for name, ts in times.items()
-        }
+        slowest = slowest_rank(every)
         fs_norm = checks["fusedstats"]["grad/norm"]
         out.put(
             {
@@ -184,41 +177,36 @@ def run_world(world: int, reps: int) -> dict[str, Any]:
         "ranks": world,
         "parameters": got["parameters"],
         "elements": got["elements"],
-        "median_ms": {name: round(m * 1e3, 4) for name, m in med.items()},
+        "median_ms": {name: m * 1e3 for name, m in med.items()},
         "seconds": got["seconds"],
-        "fusedstats_over_norm_only": round(ratio, 3),
+        "fusedstats_over_norm_only": ratio,
         "target_at_most_1_5x_norm_only": ratio <= TARGET_RATIO,
         "norm_rel_diff_fusedstats_vs_torch": got["norm_rel_diff"],
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions; no JSON")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add_common_arguments(parser, DEFAULT_OUT)
     parser.add_argument("--ranks", type=int, nargs="+", default=[2, 4])
-    parser.add_argument("--reps", type=int, default=None)
-    parser.add_argument("--out", default=None, help="JSON path (default: results/sharded.json)")
-    args = parser.parse_args()
+    parser.add_argument("--reps", type=int, default=None, help="timed rounds (21; quick 5)")
+    args = parser.parse_args(argv)
     reps = args.reps or (5 if args.quick else 21)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # ranks share the cores
 
-    from fusedstats.bench.timing import host_info
-
-    load_before = os.getloadavg()
-    worlds = [run_world(n, reps) for n in args.ranks]
-    report = {
-        "machine": host_info(),
-        "settings": {
+    report = new_report(
+        "sharded",
+        quick=args.quick,
+        checkout=ROOT,
+        settings={
             "backend": "gloo (127.0.0.1, file:// rendezvous)",
             "model": f"{BLOCKS} x (Linear({WIDTH}, {WIDTH}) + LayerNorm({WIDTH})), fully_shard",
             "reps": reps,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "python": sys.version.split()[0],
         },
-        "worlds": worlds,
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-    }
+    )
+    report["worlds"] = worlds = [run_world(n, reps) for n in args.ranks]
+    finish_report(report)
     for w in worlds:
         print(f"--- {w['ranks']} ranks, {w['parameters']} parameters, {w['elements']} elements")
         for name, m in w["median_ms"].items():
@@ -227,12 +215,11 @@ def main() -> None:
             f"fusedstats / norm only: {w['fusedstats_over_norm_only']:.2f}x "
             f"(target <= {TARGET_RATIO}x)"
         )
-    path = Path(args.out) if args.out else (None if args.quick else DEFAULT_OUT)
+    path = output_path(args.out, args.quick, DEFAULT_OUT)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {path}")
+        print(f"wrote {write_json(report, path)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

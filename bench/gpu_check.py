@@ -6,19 +6,25 @@
    empty_cache), F2 (warm-up on a side stream, capture without ``stream=``) and F5
    (replays overlapping eager calls of the same list), now expected to pass.
 3. Times float32, bfloat16 and float64 tensors of >= 1 GiB: fusedstats.tensor_stats vs
-   torch.aminmax + torch.var_mean, and the copy bandwidth (read + write); medians of
-   CUDA-event timings, all in the same run.
+   torch.aminmax + torch.var_mean, and the copy bandwidth (read + write), raced with
+   ``fusedstats.bench.harness.race`` (interleaved; each call timed with CUDA events);
+   medians, all in the same run.
 
-Writes JSON (``--out``) with the device named. Imports fusedstats as installed and the
-test helpers from the checkout.
+    python bench/gpu_check.py [--record NPZ] [--out PATH] [--gib G] [--reps N] [--quick]
+
+Target: fusedstats reads at >= 80% of the device's copy bandwidth (read + write bytes
+of ``y.copy_(x)`` per second) on every dtype, and its numbers match a float64
+recomputation. Writes JSON (default bench/results/gpu_check.json; ``--quick``, 0.25 GiB
+and 5 repetitions, writes only where ``--out`` says) with the device named. Imports
+fusedstats as installed and, being the GPU half of the test suite, the test helpers
+from the checkout (``tests.helpers``, ``tests.kernels.emulation``). Exits 1 when a check
+fails.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,10 +32,21 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import fusedstats
+from fusedstats.bench.harness import (
+    add_common_arguments,
+    cuda_event_timer,
+    finish_report,
+    new_report,
+    output_path,
+    race,
+    write_json,
+)
 
-import fusedstats  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "bench" / "results" / "gpu_check.json"
+TARGET_COPY_SHARE = 0.80
+sys.path.insert(0, str(ROOT))  # the test helpers
 
 
 def _close(out: torch.Tensor, tensors: list[torch.Tensor]) -> bool:
@@ -110,20 +127,6 @@ def repro_f5() -> bool:
     return all(_close(x, params) for x in [out, *later])
 
 
-def _median_ms(fn: Any, reps: int) -> float:
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
 def throughput(gib: float, reps: int) -> list[dict[str, Any]]:
     rows = []
     for dtype in (torch.float32, torch.bfloat16, torch.float64):
@@ -132,9 +135,17 @@ def throughput(gib: float, reps: int) -> list[dict[str, Any]]:
         y = torch.empty_like(x)
         out = torch.empty(2, fusedstats.NUM_COLUMNS, dtype=torch.float64, device="cuda")
         nbytes = x.numel() * x.element_size()
-        fs = _median_ms(lambda x=x, out=out: fusedstats.tensor_stats([x], out=out), reps)
-        tq = _median_ms(lambda x=x: (torch.aminmax(x), torch.var_mean(x)), reps)
-        cp = _median_ms(lambda x=x, y=y: y.copy_(x), reps)
+        timed = race(
+            {
+                "fusedstats": lambda x=x, out=out: fusedstats.tensor_stats([x], out=out),
+                "torch": lambda x=x: (torch.aminmax(x), torch.var_mean(x)),
+                "copy": lambda x=x, y=y: y.copy_(x),
+            },
+            reps,
+            sync=torch.cuda.synchronize,
+            timer=cuda_event_timer,
+        )
+        fs, tq, cp = (timed.median(n) * 1e3 for n in ("fusedstats", "torch", "copy"))
         got = fusedstats.tensor_stats([x]).global_
         xd = x.double()
         var, mean = torch.var_mean(xd)
@@ -153,6 +164,7 @@ def throughput(gib: float, reps: int) -> list[dict[str, Any]]:
                 "copy_GBps_read_plus_write": 2 * nbytes / cp / 1e6,
                 "fusedstats_vs_torch": tq / fs,
                 "fusedstats_vs_copy_read": (nbytes / fs) / (2 * nbytes / cp),
+                "copy_share_met": (nbytes / fs) / (2 * nbytes / cp) >= TARGET_COPY_SHARE,
                 "matches_reference": ok,
             }
         )
@@ -162,23 +174,26 @@ def throughput(gib: float, reps: int) -> list[dict[str, Any]]:
     return rows
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--record", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/gpu_check.json")
-    parser.add_argument("--gib", type=float, default=1.0)
-    parser.add_argument("--reps", type=int, default=20)
-    args = parser.parse_args()
-    assert torch.cuda.is_available(), "no GPU"
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add_common_arguments(parser, DEFAULT_OUT)
+    parser.add_argument("--record", type=Path, default=None, help="record the GPU's buffers")
+    parser.add_argument("--gib", type=float, default=None, help="GiB per tensor (1; quick 0.25)")
+    parser.add_argument("--reps", type=int, default=None, help="timed calls (20; quick 5)")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("gpu_check: torch sees no GPU", file=sys.stderr)
+        return 1
+    gib = args.gib or (0.25 if args.quick else 1.0)
+    reps = args.reps or (5 if args.quick else 20)
     props = torch.cuda.get_device_properties(0)
-    result: dict[str, Any] = {
-        "date": datetime.date.today().isoformat(),
-        "device": torch.cuda.get_device_name(0),
-        "capability": f"{props.major}.{props.minor}",
-        "torch": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-        "build_info": fusedstats.build_info(),
-    }
+    result = new_report(
+        "gpu_check",
+        quick=args.quick,
+        device="cuda",
+        checkout=ROOT,
+        settings={"gib": gib, "reps": reps, "capability": f"{props.major}.{props.minor}"},
+    )
     t0 = time.perf_counter()
     if args.record is not None:
         from tests.kernels.emulation import record_gpu
@@ -187,10 +202,12 @@ def main() -> int:
         print("emulation vs GPU:", result["emulation_vs_gpu"])
     result["repros"] = {"F1": repro_f1(), "F2": repro_f2(), "F5": repro_f5()}
     print("repros:", result["repros"])
-    result["throughput"] = throughput(args.gib, args.reps)
+    result["throughput"] = throughput(gib, reps)
     result["seconds"] = time.perf_counter() - t0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    finish_report(result)
+    path = output_path(args.out, args.quick, DEFAULT_OUT)
+    if path is not None:
+        print(f"wrote {write_json(result, path)}")
     emu = result.get("emulation_vs_gpu", {})
     ok = all(result["repros"].values()) and not emu.get("differences")
     ok = ok and all(r["matches_reference"] for r in result["throughput"])

@@ -46,7 +46,8 @@ def test_discovery_finds_the_package() -> None:
         "fusedstats.store.sql",
         "fusedstats.rollout.stats",
         "fusedstats.health.keys",
-        "fusedstats.bench.timing",
+        "fusedstats.bench.harness",
+        "fusedstats.bench.workloads.rollout",
         "fusedstats.kernels.fallback",
     ):
         assert name in MODULES, f"{name} was not discovered"

@@ -24,5 +24,9 @@ def test_bench_quick_prints_one_table_and_writes_json(tmp_path, capsys):
         assert row["case"] in printed
     assert "plain-Python logger (RLlib not installed)" in printed
     assert "ratio = reference / fusedstats" in printed
-    # The reporter's payload has Metta's ~1,500 keys, as in bench/bench_reporter.py.
-    assert "1,498 payload keys" in result["rows"][-1]["case"]
+    # The reporter part races bench/bench_reporter.py's workload: ~1,500 payload keys.
+    assert "1,508 payload keys" in result["rows"][-1]["case"]
+    # The machine and the run's settings are recorded, as by every benchmark.
+    assert result["machine"]["fusedstats_file"] and result["machine"]["date_utc"]
+    assert result["settings"]["parts"] == ["logger", "reporter"]
+    assert len(result["load_average_end"] or [0, 0, 0]) == 3

@@ -13,56 +13,11 @@ from typing import Any
 
 from ..kernels import fallback as torch_baseline
 from ..kernels.columns import COLUMN_INDEX
+from .harness import race, with_threads
 from .tensor_stats import max_rel_error
-from .timing import race, with_threads
+from .workloads.tensors import model_gradients, synthetic_model
 
 DEMO_REPS = 15
-
-
-def synthetic_model() -> Any:
-    """A conv + MLP classifier of 32x32 images with ~4.8M parameters in 18 tensors.
-
-    Example:
-        >>> model = synthetic_model()
-        >>> sum(p.numel() for p in model.parameters())
-        4841354
-    """
-    from torch import nn
-
-    return nn.Sequential(
-        nn.Conv2d(3, 64, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(64, 128, 3, padding=1, stride=2),
-        nn.BatchNorm2d(128),
-        nn.ReLU(),
-        nn.Conv2d(128, 256, 3, padding=1, stride=2),
-        nn.BatchNorm2d(256),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(256, 2048),
-        nn.LayerNorm(2048),
-        nn.ReLU(),
-        nn.Linear(2048, 1536),
-        nn.ReLU(),
-        nn.Linear(1536, 512),
-        nn.ReLU(),
-        nn.Linear(512, 10),
-    )
-
-
-def model_gradients(model: Any, batch: int = 16, seed: int = 0) -> list[Any]:
-    """The gradients of one cross-entropy backward pass on random images."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    images = torch.randn(batch, 3, 32, 32, generator=gen).to(device)
-    labels = torch.randint(0, 10, (batch,), generator=gen).to(device)
-    model.zero_grad(set_to_none=True)
-    loss: Any = torch.nn.functional.cross_entropy(model(images), labels)
-    loss.backward()
-    return [p.grad for p in model.parameters() if p.grad is not None]
 
 
 def run_demo(
@@ -74,7 +29,7 @@ def run_demo(
 
     On CPU each method also runs with one thread, and each is reported at its faster
     thread count (on a busy shared machine one thread often wins; see
-    :func:`fusedstats.bench.timing.with_threads`).
+    :func:`fusedstats.bench.harness.with_threads`).
 
     Args:
         reps: timed calls of each method (interleaved, after two warm-up calls).
@@ -151,4 +106,4 @@ def run_demo(
     }
 
 
-__all__ = ["model_gradients", "run_demo", "synthetic_model"]
+__all__ = ["run_demo"]

@@ -1,8 +1,9 @@
 """``fusedstats bench``: the benchmark suite, one table of medians and ratios.
 
-Four parts, each racing fusedstats against its reference in one interleaved loop
-(medians; the machines are shared and noisy, so only ratios measured in the same run
-are compared):
+Four parts, each racing fusedstats against its reference in one interleaved loop of
+:mod:`fusedstats.bench.harness` (medians; the machines are shared and noisy, so only
+ratios measured in the same run are compared), each a small version of a script of the
+repository's ``bench/`` racing the same workload (:mod:`fusedstats.bench.workloads`):
 
 - ``tensor_stats``: every statistic of a 4.8M-parameter model's gradients
   (:mod:`fusedstats.bench.demo`) vs pure torch computing the same statistics, and vs
@@ -12,9 +13,12 @@ are compared):
   keys, ``merge_and_log_n_dicts`` of 32 results x 200 keys. RLlib is not a dependency;
   ``bench/bench_logger.py`` in a checkout races it where it is installed;
 - ``rollout``: ``RolloutStats`` (add + means) of 1,024 info dicts vs Metta's
-  accumulation and ``np.mean`` (:mod:`fusedstats.bench.workloads`);
+  accumulation and ``np.mean`` (``bench/bench_rollout.py`` races more ways and shapes);
 - ``reporter``: ``report_epoch`` with ~1,500 payload keys vs the same payload built
-  per key in Python.
+  per key in Python (``bench/bench_reporter.py`` also times its parts).
+
+The suite has no targets of its own: it is the quick overview an installed package can
+run; the scripts state and check the targets.
 
 The full-size tensor-stats benchmark (three cases against the read bandwidth) is
 ``python bench/bench_tensor_stats.py`` in a checkout (:mod:`fusedstats.bench.tensor_stats`).
@@ -23,18 +27,13 @@ The full-size tensor-stats benchmark (three cases against the read bandwidth) is
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import random
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from .timing import host_info, race_with_setup
+from .harness import Race, finish_report, new_report, race, render_table, write_json
 
 PARTS = ("tensor_stats", "logger", "rollout", "reporter")
 DEFAULT_OUT = "bench-results.json"
@@ -99,168 +98,71 @@ def tensor_stats_part(quick: bool, device: str) -> list[Row]:
 
 
 def logger_part(quick: bool) -> list[Row]:
-    """MetricsLogger vs the plain-Python logger on three cases."""
+    """MetricsLogger vs the plain-Python logger on three cases (as bench/bench_logger.py
+    races them, without RLlib)."""
     from fusedstats import MetricsLogger
 
     from .logger_baseline import PlainLogger
+    from .workloads import logger as w
 
     reps = 7 if quick else 9
     n_log = 20_000 if quick else 200_000
-    rng = random.Random(0)
-    xs = [rng.random() for _ in range(n_log)]
-    loggers: dict[str, Callable[[], Any]] = {"fusedstats": MetricsLogger, "plain": PlainLogger}
+    loggers: dict[str, type] = {"fusedstats": MetricsLogger, "plain": PlainLogger}
     plain = "plain-Python logger (RLlib not installed)"
-    rows: list[Row] = []
-
-    def fresh_with_key(make: Callable[[], Any]) -> Callable[[], Any]:
-        def setup() -> Any:
-            logger = make()
-            logger.log_value("loss", 0.5, reduce="mean", window=10)
-            return logger
-
-        return setup
-
-    def log_loop(logger: Any) -> None:
-        for x in xs:
-            logger.log_value("loss", x, reduce="mean", window=10)
-
-    times = race_with_setup(
-        {name: (fresh_with_key(make), log_loop) for name, make in loggers.items()}, reps
-    )
-    rows.append(_row("logger", 'log_value("loss", x, reduce="mean", window=10)', times, n_log,
-                     "ns/call", plain, reps))  # fmt: skip
-
-    keys = [f"metric_{i:04d}" for i in range(1000)]
-    values = [[rng.random() for _ in range(20)] for _ in keys]
-    kept = {name: make() for name, make in loggers.items()}
-
-    def refill(name: str) -> Callable[[], Any]:
-        def setup() -> Any:
-            logger = kept[name]
-            for key, vs in zip(keys, values, strict=True):
-                for v in vs:
-                    logger.log_value(key, v, reduce="mean", window=10)
-            return logger
-
-        return setup
-
-    times = race_with_setup(
-        {name: (refill(name), lambda lg: lg.reduce()) for name in loggers}, reps
-    )
-    rows.append(_row("logger", "reduce() of 1,000 keys (window 10, 20 new values each)", times,
-                     1, "ms", plain, reps))  # fmt: skip
-
-    results: dict[str, list[Any]] = {}
-    for name, make in loggers.items():
-        results[name] = []
-        for r in range(32):
-            upstream = make()
-            local = random.Random(100 + r)
-            for key in keys[:200]:
-                for _ in range(20):
-                    upstream.log_value(key, local.random(), reduce="mean", window=10)
-            results[name].append(upstream.reduce())
-
-    def merge(name: str) -> Callable[[Any], Any]:
-        return lambda lg: lg.merge_and_log_n_dicts(results[name])
-
-    times = race_with_setup({name: (loggers[name], merge(name)) for name in loggers}, reps)
-    rows.append(_row("logger", "merge_and_log_n_dicts, 32 results x 200 keys", times, 1, "ms",
-                     plain, reps))  # fmt: skip
+    case = "log_value_mean_window10"
+    r = race(w.log_value_methods(loggers, case, w.log_values(n_log)), reps, collect="after_setup")
+    rows = [_row("logger", w.LOG_VALUE_CASES[case][0], r, n_log, "ns/call", plain)]
+    r = race(w.reduce_methods(loggers), reps, collect="after_setup")
+    rows.append(_row("logger", "reduce() of 1,000 keys (window 10, 20 new values each)", r, 1,
+                     "ms", plain))  # fmt: skip
+    results = {name: w.upstream_results(cls) for name, cls in loggers.items()}
+    r = race(w.merge_methods(loggers, results), reps, collect="after_setup")
+    rows.append(_row("logger", "merge_and_log_n_dicts, 32 results x 200 keys", r, 1, "ms", plain))
     return rows
 
 
 def rollout_part(quick: bool) -> list[Row]:
     """RolloutStats.add + means vs Metta's accumulation + np.mean, fresh infos each time."""
-    from fusedstats.rollout import RolloutStats
-
-    from .workloads import metta_rollout_means, rollout_infos
+    from .workloads.rollout import race_rollout, rollout_infos
 
     reps = 7 if quick else 15
     n = 1024
-    kept = RolloutStats()
-    rounds = iter(range(10**9))
-
-    def fused_setup() -> Any:
-        kept.clear()
-        return rollout_infos(n, seed=1000 + next(rounds))
-
-    def fused_run(infos: Any) -> Any:
-        kept.add(infos)
-        return kept.means()
-
-    times = race_with_setup(
-        {
-            "fusedstats": (fused_setup, fused_run),
-            "metta": (lambda: rollout_infos(n, seed=1000 + next(rounds)), metta_rollout_means),
-        },
-        reps,
-    )
+    r = race_rollout(rollout_infos, n, reps, ways=("metta",))
     return [
-        _row("rollout", f"aggregate {n:,} info dicts x 50 leaves + means", times, 1, "ms",
-             "Metta's accumulate_rollout_stats + np.mean", reps, other="metta"),
+        _row("rollout", f"aggregate {n:,} info dicts x 50 leaves + means", r, 1, "ms",
+             "Metta's accumulate_rollout_stats + np.mean", other="metta"),
     ]  # fmt: skip
 
 
 def reporter_part(quick: bool) -> list[Row]:
     """report_epoch (~1,500 keys, no sink I/O) vs the payload built per key in Python."""
-    from fusedstats.reporter import StatsReporter, StatsReporterConfig
-
-    from . import workloads as w
+    from .workloads import reporter as w
 
     reps = 30 if quick else 200
     infos = w.epoch_infos(0)
-    quiet = StatsReporterConfig(
-        report_to_wandb=False, report_to_console=False, report_to_stats_client=False
-    )
-    reporter = StatsReporter(quiet)
-    watches = {"fusedstats": w.stopwatch(), "plain": w.stopwatch()}
-    epoch = [0]
-
-    def fill() -> Any:
-        reporter.on_step(infos)
-        reporter.update_grad_stats(w.grad_values())
-        return reporter
-
-    def report(r: Any) -> None:
-        epoch[0] += 1
-        r.report_epoch(epoch[0], epoch[0] * 65536, w.LOSSES, w.EXPERIENCE, None,
-                       watches["fusedstats"])  # fmt: skip
-
+    reporter = w.quiet_reporter()
+    optimizer = w.small_optimizer()
+    methods = {
+        "fusedstats": w.report_epoch_method(reporter, infos, optimizer),
+        "plain": w.plain_payload_method(infos, float(optimizer.param_groups[0]["lr"])),
+    }
     try:
-        times = race_with_setup(
-            {
-                "fusedstats": (fill, report),
-                "plain": (
-                    lambda: w.plain_accumulate(infos),
-                    lambda acc: w.plain_payload(acc, watches["plain"], 3e-4, 1, 65536),
-                ),
-            },
-            reps,
-            warmup=3,
-        )
-        keys = len(reporter.get_latest_payload() or {})
+        r = race(methods, reps, warmup=3, collect="after_setup")
     finally:
         reporter.finalize()
+    keys = len(r.outputs["fusedstats"] or {})
     return [
-        _row("reporter", f"report_epoch, {keys:,} payload keys, no sink I/O", times, 1, "ms",
-             "the same payload built per key in Python", reps),
+        _row("reporter", f"report_epoch, {keys:,} payload keys, no sink I/O", r, 1, "ms",
+             "the same payload built per key in Python"),
     ]  # fmt: skip
 
 
 def _row(
-    part: str,
-    case: str,
-    times: dict[str, list[float]],
-    per: int,
-    unit: str,
-    reference_name: str,
-    reps: int,
-    other: str = "plain",
+    part: str, case: str, r: Race, per: int, unit: str, reference_name: str, other: str = "plain"
 ) -> Row:
     scale = 1e9 if unit == "ns/call" else 1e3
-    med = {name: statistics.median(t) / per * scale for name, t in times.items()}
-    return Row(part, case, unit, med["fusedstats"], med[other], reference_name, reps)
+    fused, ref = (r.median(n) / per * scale for n in ("fusedstats", other))
+    return Row(part, case, unit, fused, ref, reference_name, len(r.times["fusedstats"]))
 
 
 # ---- the suite ----------------------------------------------------------------------
@@ -272,16 +174,10 @@ def run(
     device: str = "cpu",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Runs the parts (all, or ``only``); returns rows, timings per part and the host."""
+    """Runs the parts (all, or ``only``); returns rows, timings per part and the machine."""
     parts = only or list(PARTS)
-    result: dict[str, Any] = {
-        "benchmark": "fusedstats bench",
-        "quick": quick,
-        "device": device,
-        "machine": host_info(),
-        "rows": [],
-        "seconds_per_part": {},
-    }
+    result = new_report("fusedstats bench", quick=quick, device=device, settings={"parts": parts})
+    result.update({"device": device, "rows": [], "seconds_per_part": {}})
     runners: dict[str, Callable[[], list[Row]]] = {
         "tensor_stats": lambda: tensor_stats_part(quick, device),
         "logger": lambda: logger_part(quick),
@@ -294,11 +190,7 @@ def run(
         rows = runners[part]()
         result["seconds_per_part"][part] = round(time.perf_counter() - start, 2)
         result["rows"] += [asdict(r) | {"ratio": r.ratio} for r in rows]
-    try:
-        result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        result["load_average_end"] = None
-    return result
+    return finish_report(result)
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -338,12 +230,7 @@ def format_table(result: dict[str, Any]) -> str:
         ]
         for r in result["rows"]
     ]
-    widths = [max(len(str(x[i])) for x in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    return "\n".join([head, line(header), line(["-" * w for w in widths]), *map(line, rows)])
+    return head + "\n" + render_table(header, rows)
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -361,10 +248,8 @@ def main_from_args(args: argparse.Namespace) -> int:
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(format_table(result))
-    path = Path(args.out or (QUICK_OUT if args.quick else DEFAULT_OUT))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
-    print(f"\nwrote {path}")
+    path = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)  # quick: its own file
+    print(f"\nwrote {write_json(result, path)}")
     return 0
 
 

@@ -15,40 +15,57 @@ sum over a buffer of the same byte size) that give the machine's measured read
 bandwidth. Case (a) also races a copy with every other 2-D tensor transposed, to show
 what the contiguous copies of non-contiguous inputs cost. On CPU the fusedstats and
 torch methods race with one thread too, and ratios compare each side at its faster
-thread count (see :func:`fusedstats.bench.timing.with_threads` for why).
+thread count (see :func:`fusedstats.bench.harness.with_threads` for why).
+
+Targets, with every field computed: on CPU, (b) at >= 70% of the measured read
+bandwidth, >= 10x the exact pure-torch baseline and faster than ``torch._foreach_norm``;
+(a) in <= 1.5x the time of one read of its bytes. On a GPU, <= 2 kernel launches per
+call. Each case's JSON says which it met (``targets``).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..kernels import fallback as torch_baseline
 from ..kernels.columns import COLUMN_INDEX, FIELDS
-from .timing import (
-    RaceResult,
-    count_cuda_kernels,
-    machine_info,
+from .harness import (
+    Method,
+    Race,
+    add_common_arguments,
+    call,
+    finish_report,
+    new_report,
+    output_path,
     race,
-    read_probes,
     with_threads,
+    write_json,
 )
+from .workloads.tensors import make_tensors, nbytes_of, transpose_every_other
 
 REPS = 9
 QUICK_REPS = 3
 NAIVE_MAX_REPS = 3  # the per-tensor reference loop takes seconds per call at full size
 NAIVE_BUDGET_S = 20.0
 SELF_CHECK_RTOL = 1e-6  # the spec's tolerance for float32 and narrower inputs
+# Targets. On CPU (the project's 2-core machine), with every field computed: on (b) at
+# least 70% of the measured read bandwidth, at least 10x the fastest exact pure-torch
+# version, and faster than torch._foreach_norm computing the norm alone; on (a), whose
+# tensors are small, at most 1.5x the time of one read of the same bytes (per-call
+# overhead must not dominate). On a GPU: at most 2 kernel launches per call (the share
+# of the device's copy bandwidth is bench/gpu_check.py's, on >= 1 GiB).
+TARGET_READ_SHARE_B = 0.70
+TARGET_SPEEDUP_B = 10.0
+TARGET_TIME_VS_READ_A = 1.5
+TARGET_CUDA_LAUNCHES = 2
 
 LABELS = {
     "fusedstats": "fusedstats.tensor_stats (all fields)",
@@ -105,82 +122,48 @@ def cases(quick: bool = False) -> list[Case]:
     ]
 
 
-def gradient_shapes(n_tensors: int, numel: int, seed: int = 0) -> list[tuple[int, ...]]:
-    """Shapes like a model's parameter list, with exactly ``numel`` elements in all.
+def tensors_of(case: Case, device: str, seed: int = 0) -> list[Any]:
+    """The gradient-like tensors of ``case`` on ``device``."""
+    return make_tensors(case.n_tensors, case.numel, case.dtype, device, seed)
 
-    A third are vectors (biases, norm scales: 64 to 1024 elements); the rest are
-    matrices whose sizes spread log-uniformly over two decades, so a few large ones
-    hold most of the bytes, as in real models. Deterministic for a seed.
 
-    Example:
-        >>> shapes = gradient_shapes(200, 1_000_000)
-        >>> len(shapes), sum(math.prod(s) for s in shapes)
-        (200, 1000000)
+def read_probes(nbytes: int, device: str) -> dict[str, Callable[[], Any]]:
+    """Functions that read ``nbytes`` once as fast as the machine allows (a float32 sum).
+
+    On CPU: numpy's sum (one thread, SIMD) and torch's sum (all intra-op threads); the
+    faster of the two is the machine's measured read bandwidth. On CUDA: torch's sum.
     """
-    rng = np.random.default_rng(seed)
-    n_vec = n_tensors // 3
-    n_mat = n_tensors - n_vec
-    vec_sizes = [int(w) for w in rng.choice([64, 128, 256, 512, 768, 1024], size=n_vec)]
-    budget = numel - sum(vec_sizes)
-    if n_mat < 1 or budget < n_mat:
-        raise ValueError(f"{numel} elements are too few for {n_tensors} tensors")
-    weights = np.exp(rng.uniform(0.0, math.log(100.0), size=n_mat))
-    sizes = np.floor(weights / weights.sum() * budget).astype(np.int64)
-    mats: list[list[int]] = []
-    for size in sizes:
-        cols = int(rng.choice([64, 128, 256, 512, 1024]))
-        cols = max(1, min(cols, int(size)))
-        mats.append([max(1, int(size) // cols), cols])
-    # Put the rounding left-over on the largest matrix, then (< its width) on a vector.
-    left = budget - sum(r * c for r, c in mats)
-    big = max(range(n_mat), key=lambda i: mats[i][0] * mats[i][1])
-    mats[big][0] += left // mats[big][1]
-    left -= (left // mats[big][1]) * mats[big][1]
-    shapes: list[tuple[int, ...]] = [(r, c) for r, c in mats]
-    if vec_sizes:
-        vec_sizes[-1] += left
-        shapes += [(v,) for v in vec_sizes]
-    elif left:
-        shapes[big] = (shapes[big][0] * shapes[big][1] + left,)
-    order = rng.permutation(len(shapes))
-    return [shapes[i] for i in order]
-
-
-def make_tensors(case: Case, device: str, seed: int = 0) -> list[Any]:
-    """Gradient-like tensors for ``case``: normal, std 1e-3, on ``device``."""
     import torch
 
-    dtype = getattr(torch, case.dtype)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    out = []
-    for shape in gradient_shapes(case.n_tensors, case.numel, seed):
-        x = torch.randn(shape, generator=gen, device=device, dtype=torch.float32)
-        out.append(x.mul_(1e-3).to(dtype))
-    return out
+    n = max(nbytes // 4, 1)
+    if device == "cpu":
+        host = np.ones(n, dtype=np.float32)  # written once, so every page is resident
+        as_torch = torch.from_numpy(host)
+        threads = torch.get_num_threads()
+        return {
+            "read_numpy_sum": lambda: float(host.sum()),
+            f"read_torch_sum_{threads}t": lambda: float(as_torch.sum()),
+        }
+    buf = torch.ones(n, dtype=torch.float32, device=device)
+    return {"read_torch_sum": buf.sum}
 
 
-def transpose_every_other(tensors: list[Any]) -> tuple[list[Any], int, int]:
-    """Every other 2-D tensor as its transpose (a non-contiguous view).
+def count_cuda_kernels(fn: Callable[[], Any]) -> int | None:
+    """How many CUDA kernels one call of ``fn`` launches (torch.profiler), or None."""
+    try:
+        import torch
+        from torch.profiler import ProfilerActivity, profile
 
-    Returns:
-        The new list, how many tensors are non-contiguous views, and their bytes.
-    """
-    out, n, nbytes, k = [], 0, 0, 0
-    for t in tensors:
-        view = t
-        if t.dim() == 2 and min(t.shape) > 1:
-            if k % 2 == 0:
-                view = t.t()
-                n += 1
-                nbytes += t.numel() * t.element_size()
-            k += 1
-        out.append(view)
-    return out, n, nbytes
-
-
-def nbytes_of(tensors: list[Any]) -> int:
-    """Bytes of all elements (what one pass over the inputs must read)."""
-    return int(sum(t.numel() * t.element_size() for t in tensors))
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        return sum(
+            1
+            for e in prof.events()
+            if str(e.device_type).endswith("CUDA") and not e.name.startswith(("Memcpy", "Memset"))
+        )
+    except Exception:  # the profiler is optional sugar; a failure must not end the run
+        return None
 
 
 # ---- comparing buffers ------------------------------------------------------------
@@ -342,18 +325,16 @@ def run_case(case: Case, device: str, reps: int, warmup: int = 1) -> dict[str, A
 
     import fusedstats
 
-    tensors = make_tensors(case, device)
+    tensors = tensors_of(case, device)
     nbytes = nbytes_of(tensors)
     fns = method_fns(case, tensors, device)
+    contestants: dict[str, Method | Callable[[], Any]] = dict(fns)
+    if "torch_naive" in fns:  # seconds per call at full size
+        contestants["torch_naive"] = call(
+            fns["torch_naive"], max_reps=NAIVE_MAX_REPS, budget_s=NAIVE_BUDGET_S
+        )
     sync = torch.cuda.synchronize if device == "cuda" else None
-    res = race(
-        fns,
-        reps,
-        warmup=warmup,
-        sync=sync,
-        max_reps={"torch_naive": NAIVE_MAX_REPS},
-        budget_s={"torch_naive": NAIVE_BUDGET_S},
-    )
+    res = race(contestants, reps, warmup=warmup, sync=sync)
     methods: dict[str, dict[str, Any]] = {
         name: {
             "label": _label(name),
@@ -410,6 +391,7 @@ def run_case(case: Case, device: str, reps: int, warmup: int = 1) -> dict[str, A
             name: count_cuda_kernels(fns[name])
             for name in ("fusedstats", "torch_vectorized", "foreach_norm")
         }
+    out["targets"] = case_targets(out, device)
     del tensors, fns, res
     torch_baseline.clear_scratch()
     gc.collect()
@@ -418,7 +400,31 @@ def run_case(case: Case, device: str, reps: int, warmup: int = 1) -> dict[str, A
     return out
 
 
-def _agreement(res: RaceResult, case: Case) -> dict[str, Any]:
+def case_targets(out: dict[str, Any], device: str) -> dict[str, bool]:
+    """Which of the targets (the ``TARGET_*`` constants) a case's result meets.
+
+    Example:
+        >>> case_targets({"case": "a", "fusedstats_time_vs_one_read": 1.2}, "cpu")
+        {'time_at_most_1.5x_one_read': True}
+    """
+    met: dict[str, bool] = {}
+    if device == "cpu" and out["case"] == "b":
+        met["read_share_at_least_70%"] = (
+            out["fusedstats_fraction_of_read_bandwidth"] >= TARGET_READ_SHARE_B
+        )
+        met["at_least_10x_pure_torch"] = out["speedup"]["vs_torch_vectorized"] >= TARGET_SPEEDUP_B
+        met["faster_than_foreach_norm"] = out["speedup"]["vs_foreach_norm"] > 1.0
+    if device == "cpu" and out["case"] == "a":
+        met["time_at_most_1.5x_one_read"] = (
+            out["fusedstats_time_vs_one_read"] <= TARGET_TIME_VS_READ_A
+        )
+    launches = (out.get("cuda_kernel_launches") or {}).get("fusedstats")
+    if launches is not None:
+        met["cuda_launches_at_most_2"] = launches <= TARGET_CUDA_LAUNCHES
+    return met
+
+
+def _agreement(res: Race, case: Case) -> dict[str, Any]:
     """Each method's worst relative error against the reference loop (or, where the
     loop did not run, against the exact torch baseline, itself checked at start)."""
     ref_name = "torch_naive" if case.naive else "torch_vectorized"
@@ -443,6 +449,7 @@ def run(
     reps: int | None = None,
     threads: int | None = None,
     log: Callable[[str], None] = print,
+    checkout: str | None = None,
 ) -> dict[str, Any] | None:
     """Runs the benchmark; returns its results (None when ``device`` is unavailable).
 
@@ -452,6 +459,7 @@ def run(
         reps: timed repetitions per method (default 9, or 3 when quick).
         threads: CPU threads for fusedstats and torch (default: leave them as they are).
         log: where progress lines go.
+        checkout: the root of the checkout the run belongs to (its commit is recorded).
     """
     import torch
 
@@ -467,30 +475,20 @@ def run(
         fusedstats.set_num_threads(threads)
     reps = reps or (QUICK_REPS if quick else REPS)
     warmup = 1 if quick else 2
-    result: dict[str, Any] = {
-        "benchmark": "tensor_stats",
-        "quick": quick,
-        "device": device,
-        "reps": reps,
-        "warmup": warmup,
-        "machine": machine_info(device),
-        "load_average_start": _load_average(),
-    }
+    result = new_report(
+        "tensor_stats",
+        quick=quick,
+        device=device,
+        settings={"reps": reps, "warmup": warmup, "threads": threads},
+        checkout=checkout,
+    )
     log("self-check of the baselines against fusedstats.kernels.reference ...")
     result["self_check"] = self_check(device)
     result["cases"] = []
     for case in cases(quick):
         log(f"case {case.describe()} ...")
         result["cases"].append(run_case(case, device, reps, warmup))
-    result["load_average_end"] = _load_average()
-    return result
-
-
-def _load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
+    return finish_report(result)
 
 
 def _ms(seconds: float) -> str:
@@ -534,6 +532,11 @@ def format_case(case: dict[str, Any]) -> str:
             f"{nc['fusedstats_contiguous_s'] * 1e3:.2f} ms contiguous "
             f"({nc['overhead_s'] * 1e3:+.2f} ms, {nc['overhead_ratio']:.2f}x)"
         )
+    if case.get("targets"):
+        lines.append(
+            "  targets: "
+            + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in case["targets"].items())
+        )
     launches = case.get("cuda_kernel_launches")
     if launches:
         lines.append(
@@ -544,22 +547,22 @@ def format_case(case: dict[str, Any]) -> str:
 
 def format_table(result: dict[str, Any]) -> str:
     """A readable report of a :func:`run` result."""
-    m = result["machine"]
+    m, settings = result["machine"], result["settings"]
     build = m["fusedstats_build"]
     head = (
-        f"fusedstats {m['fusedstats']} tensor_stats benchmark on {result['device']}: "
+        f"fusedstats {m['fusedstats']} tensor_stats benchmark on {m['device']}: "
         f"{m['cpu_model']} ({m['cpu_cores']} cores), torch {m['torch']} "
-        f"({m['torch_threads']} threads), fusedstats {build.get('simd_level')} "
-        f"x {build.get('openmp_threads')} threads"
+        f"({m.get('torch_threads')} threads), fusedstats {build.get('simd_level')} "
+        f"x {m['fusedstats_threads']} threads, {m['date_utc']}"
     )
     if "gpu" in m:
         head += f", {m['gpu']}"
+    quick = " (quick: sizes / 10, the targets are for full sizes)" if result["quick"] else ""
     sub = (
-        f"median of {result['reps']} interleaved repetitions after {result['warmup']} "
-        f"warm-up call(s){' (quick)' if result['quick'] else ''}; "
-        "GB/s = input bytes / median time"
+        f"median of {settings['reps']} interleaved repetitions after {settings['warmup']} "
+        f"warm-up call(s){quick}; GB/s = input bytes / median time"
     )
-    load = result.get("load_average_start"), result.get("load_average_end")
+    load = m.get("load_average_1_5_15"), result.get("load_average_end")
     if all(load):
         sub += f"; load average (1/5/15 min) {load[0]} at start, {load[1]} at end"
     sc = result["self_check"]["max_rel_error"]
@@ -568,13 +571,12 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join([head, sub, check, "", body])
 
 
-def add_arguments(parser: argparse.ArgumentParser, default_out: str | None) -> None:
-    """Adds the benchmark's options (shared by bench/bench_tensor_stats.py and the CLI)."""
-    parser.add_argument(
-        "--quick", action="store_true", help="sizes / 10 and 3 repetitions: a smoke run"
-    )
-    where = f" (default: {default_out}; quick runs write only with --out)" if default_out else ""
-    parser.add_argument("--out", metavar="PATH", default=None, help=f"write JSON here{where}")
+def add_arguments(
+    parser: argparse.ArgumentParser, default_out: str, checkout: str | None = None
+) -> None:
+    """Adds the benchmark's options (``--quick``: sizes / 10 and 3 repetitions);
+    ``checkout``: the root of the checkout whose commit the JSON records."""
+    add_common_arguments(parser, default_out)
     parser.add_argument(
         "--device", choices=("cpu", "cuda"), default="cpu", help="where the tensors live"
     )
@@ -592,7 +594,7 @@ def add_arguments(parser: argparse.ArgumentParser, default_out: str | None) -> N
         metavar="N",
         help="CPU threads for fusedstats and torch (default: all cores)",
     )
-    parser.set_defaults(default_out=default_out)
+    parser.set_defaults(default_out=default_out, checkout=checkout)
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -608,36 +610,29 @@ def main_from_args(args: argparse.Namespace) -> int:
         reps=args.reps,
         threads=args.threads,
         log=lambda line: print(line, file=sys.stderr, flush=True),
+        checkout=args.checkout,
     )
     if result is None:
         return 0
     print(format_table(result))
-    out = args.out or (None if args.quick else args.default_out)
-    if out:
+    out = output_path(args.out, args.quick, args.default_out)
+    if out is not None:
         print(f"\nwrote {write_json(result, out)}")
     return 0
-
-
-def write_json(result: dict[str, Any], path: str | Path) -> Path:
-    """Writes ``result`` as indented JSON (creating the folder); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
-    return path
 
 
 __all__ = [
     "Case",
     "add_arguments",
+    "case_targets",
     "cases",
+    "count_cuda_kernels",
     "format_table",
-    "gradient_shapes",
     "main_from_args",
-    "make_tensors",
     "max_rel_error",
+    "read_probes",
     "run",
     "run_case",
     "self_check",
-    "transpose_every_other",
-    "write_json",
+    "tensors_of",
 ]

@@ -1,19 +1,23 @@
-"""Inputs and pure-Python references of the rollout and reporter parts of ``fusedstats bench``.
+"""Rollout infos, the pure-Python ways of averaging them, and the race of them all.
 
-The shapes are those of ``bench/bench_rollout.py`` and ``bench/bench_reporter.py`` (the
-repository's full benchmarks of the same two things), which import their inputs and
-references from here: rollout infos with 50 numeric leaves (8 per-agent arrays of 24
-agents), and an epoch of 32 infos x 1,350 leaves whose payload has ~1,500 keys.
+``fusedstats bench`` (its rollout part) and ``bench/bench_rollout.py`` race the same
+thing, :func:`race_rollout`: ``RolloutStats.add`` + ``means()`` against the ways a
+trainer does it in plain Python, on infos freshly built before every call.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+
+from ..harness import Method, Race, race
+
+Infos = list[dict[str, Any]]
 
 N_AGENTS = 24
 
@@ -148,122 +152,91 @@ def metta_rollout_means(raw_infos: list[dict[str, Any]]) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in stats.items()}
 
 
-# ---- the reporter part --------------------------------------------------------------
+def plain_rollout_means(raw_infos: list[dict[str, Any]]) -> dict[str, float]:
+    """The plainest way: every leaf appended as it is to a ``defaultdict(list)``, then
+    ``np.mean`` per key (numpy stacks the per-agent arrays). It cannot read ragged infos
+    (a str leaf breaks ``np.mean``).
 
-N_INFOS = 32  # info dicts per epoch
-N_GROUPS = 27  # top-level groups per info ...
-N_LEAVES = 50  # ... with this many leaves each: 1,350 numeric keys
-N_AGENT_ARRAYS = 5  # leaves per group that are per-agent arrays
-N_TIMERS = 20
-N_GRAD = 40
-LOSSES = {
-    f"loss_{i}": 0.1 * i
-    for i in range(12)  # policy, value, entropy, approx_kl, clipfrac and seven more
+    Example:
+        >>> plain_rollout_means([{"a": {"b": 1.0}}, {"a": {"b": 3.0}}])
+        {'a/b': 2.0}
+    """
+    acc: defaultdict[str, list[Any]] = defaultdict(list)
+    for info in raw_infos:
+        for k, v in unroll_nested_dict(info):
+            acc[k].append(v)
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+# The pure-Python ways by name; "lean" reads every workload, the others uniform ones only.
+WAYS: dict[str, Callable[[Infos], dict[str, float]]] = {
+    "lean": lean_rollout_means,
+    "plain": plain_rollout_means,
+    "metta": metta_rollout_means,
 }
-EXPERIENCE = {f"stat_{i}": float(i) for i in range(19)} | {"rewards": 0.5}
 
 
-def epoch_infos(seed: int) -> list[dict[str, Any]]:
-    """An epoch's infos: 32 dicts of 27 groups x 50 numeric leaves (5 per-agent arrays
-    per group) and a non-numeric leaf per group."""
-    rng = np.random.default_rng(seed)
-    infos = []
-    for _ in range(N_INFOS):
-        info: dict[str, Any] = {}
-        for g in range(N_GROUPS):
-            values = rng.random(N_LEAVES)
-            group: dict[str, Any] = {
-                f"stat_{leaf}": rng.random(N_AGENTS) if leaf < N_AGENT_ARRAYS else float(v)
-                for leaf, v in enumerate(values)
-            }
-            group["label"] = "not a number"
-            info["agent" if g == 0 else f"game_{g}"] = group
-        infos.append(info)
-    return infos
+def rollout_methods(
+    build: Callable[[int, int], Infos], n: int, ways: Sequence[str] = ("metta",)
+) -> dict[str, Method]:
+    """``fusedstats`` (``add`` then ``means()`` on one ``RolloutStats``, kept across calls
+    and cleared before each, as the reporter clears it every epoch) and the pure-Python
+    ``ways`` (names of :data:`WAYS`), each call on ``build(n, seed)`` infos built in its
+    setup. Every method draws the seeds 1000, 1001, ... in turn, so the methods of a
+    round read the same infos.
+    """
+    from fusedstats.rollout import RolloutStats
+
+    kept = RolloutStats()
+
+    def fresh() -> Callable[[], Infos]:
+        seeds = itertools.count(1000)
+        return lambda: build(n, next(seeds))
+
+    fused_infos = fresh()
+
+    def fused_setup() -> Infos:
+        kept.clear()
+        return fused_infos()
+
+    def fused_run(infos: Infos) -> dict[str, float]:
+        kept.add(infos)
+        return kept.means()
+
+    methods = {"fusedstats": Method(run=fused_run, setup=fused_setup)}
+    methods.update({way: Method(run=WAYS[way], setup=fresh()) for way in ways})
+    return methods
 
 
-def grad_values() -> dict[str, float]:
-    """~40 ``grad/`` values, as ``update_grad_stats`` would get."""
-    out = {f"grad/{f}": 0.5 for f in ("mean", "variance", "norm", "abs_max", "min", "max")}
-    out.update({f"grad/norm/layer_{i}": float(i) for i in range(N_GRAD - len(out))})
-    return out
+def race_rollout(
+    build: Callable[[int, int], Infos],
+    n: int,
+    reps: int,
+    ways: Sequence[str] = ("metta",),
+    *,
+    measure_cpu: bool = False,
+) -> Race:
+    """Races :func:`rollout_methods`, one warm-up call each.
 
-
-def stopwatch() -> Any:
-    """A Stopwatch with 20 timers that each ran once."""
-    from fusedstats.reporter import Stopwatch
-
-    watch = Stopwatch()
-    for i in range(N_TIMERS):
-        with watch(f"_phase_{i}"):
-            pass
-    return watch
-
-
-def plain_accumulate(infos: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The epoch's infos in a ``defaultdict(list)`` (untimed in the race)."""
-    acc: dict[str, list[Any]] = defaultdict(list)
-
-    def walk(prefix: str, d: dict[str, Any]) -> None:
-        for k, v in d.items():
-            path = f"{prefix}{k}"
-            if isinstance(v, dict):
-                walk(path + "/", v)
-            elif isinstance(v, np.ndarray):
-                acc[path].extend(v.tolist())
-            elif isinstance(v, (int, float)):
-                acc[path].append(v)
-
-    for info in infos:
-        walk("", info)
-    return acc
-
-
-def plain_payload(
-    acc: dict[str, list[Any]],
-    watch: Any,
-    lr: float,
-    epoch: int,
-    step: int,
-    losses: dict[str, float] = LOSSES,
-) -> dict[str, float]:
-    """The reporter's payload built per key in Python (``np.mean``, prefixes,
-    ``float()``): the reference of the reporter part. ``losses``: the loss values by
-    name (``bench/bench_reporter.py`` passes its own, named as a trainer's are)."""
-    from fusedstats.reporter import compute_timing_stats
-
-    means = {k: float(np.mean(v)) for k, v in acc.items()}
-    timing = compute_timing_stats(watch, step)
-    payload: dict[str, float] = {"metric/agent_step": float(step), "metric/epoch": float(epoch)}
-    payload["overview/sps"] = timing.epoch_steps_per_second
-    payload["overview/reward"] = float(EXPERIENCE["rewards"])
-    payload.update({f"losses/{k}": float(v) for k, v in losses.items()})
-    payload.update({f"experience/{k}": float(v) for k, v in EXPERIENCE.items()})
-    payload.update({f"env_{k}": v for k, v in means.items() if "/" in k})
-    payload["parameters/learning_rate"] = lr
-    payload.update(grad_values())
-    payload.update(timing.timing_stats)
-    return payload
+    The garbage collection runs before the infos are built, not between building and
+    the timed call: a trainer aggregates infos right after ``env.step()`` made them (a
+    full collection in between walks every object of torch and numba and leaves the
+    infos out of cache: fusedstats then takes ~1 ms more on 1,024 uniform infos, the
+    pure-Python ways about the same).
+    """
+    methods = rollout_methods(build, n, ways)
+    return race(methods, reps, collect="before_setup", measure_cpu=measure_cpu)
 
 
 __all__ = [
-    "EXPERIENCE",
-    "LOSSES",
     "N_AGENTS",
-    "N_AGENT_ARRAYS",
-    "N_GRAD",
-    "N_GROUPS",
-    "N_INFOS",
-    "N_LEAVES",
-    "N_TIMERS",
-    "epoch_infos",
-    "grad_values",
+    "WAYS",
     "lean_rollout_means",
     "metta_rollout_means",
-    "plain_accumulate",
-    "plain_payload",
+    "plain_rollout_means",
+    "race_rollout",
     "ragged_rollout_infos",
     "rollout_infos",
-    "stopwatch",
+    "rollout_methods",
     "unroll_nested_dict",
 ]
