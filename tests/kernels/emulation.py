@@ -138,7 +138,7 @@ def emu_stats(
 def record_bytes(extended: bool) -> int:
     from fusedstats import _native
 
-    return int(_native.core().record_bytes(extended))
+    return int(_native.core.record_bytes(extended))
 
 
 def emu_records(

@@ -30,7 +30,8 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
 needs_kernel = pytest.mark.skipif(
-    _native.cuda() is None, reason="fusedstats._cuda is not built (CUDA tensors use the reference)"
+    not _native.cuda_built(),
+    reason="fusedstats._cuda is not built (CUDA tensors use the reference)",
 )
 two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
 
@@ -406,7 +407,7 @@ def test_f11_copied_inputs_do_not_fill_the_cache():
 
 @needs_kernel
 def test_f4_the_kernels_load_on_this_gpu():
-    assert _native.cuda().probe() == 0
+    assert _native.cuda.probe() == 0
 
 
 @needs_kernel
@@ -452,7 +453,7 @@ def test_records_finalize_and_merge_on_the_gpu_equal_the_cpu_core(extended):
     include = (torch.rand(3, n, device="cuda") < 0.6).to(torch.uint8)
     merged = torch.empty_like(records)
     dispatch.merge(src, 3, n, extended, include, merged)
-    core = _native.core()
+    core = _native.core
     host_src, host_inc = src.cpu(), include.cpu()
     cpu_merged = torch.empty_like(host_src[:n])
     core.merge_records(

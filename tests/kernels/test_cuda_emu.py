@@ -312,7 +312,7 @@ def test_finalize_matches_the_cpu_core_per_tensor_bit_for_bit(extended: bool) ->
     tensors = _records_case(np.random.default_rng(4), 8, 2)
     records = emu_records(tensors, extended=extended)
     rows, hist = emu_finalize(records, extended)
-    core = _native.core()
+    core = _native.core
     cpu_rows = np.full_like(rows, np.nan)
     cpu_hist = np.full_like(hist, -1)
     core.finalize_records(
@@ -344,7 +344,7 @@ def test_merge_matches_the_cpu_core_bit_for_bit(extended: bool) -> None:
     for mask in (include, None):
         merged = emu_merge(src, n_sources, n, extended, mask)
         cpu = torch.full_like(merged, 0xA5)
-        _native.core().merge_records(
+        _native.core.merge_records(
             src.data_ptr(),
             n_sources,
             n,

@@ -265,13 +265,13 @@ def test_a_driver_that_cannot_run_the_build_disables_cuda_once(
 
 
 @pytest.mark.skipif(
-    _native.cuda() is None or torch.cuda.is_available(),
+    not _native.cuda_built() or torch.cuda.is_available(),
     reason="needs fusedstats._cuda built and no usable GPU driver (this machine's case)",
 )
 def test_the_real_runtime_without_a_driver_is_unusable(api: HostApi) -> None:
     """Review F4 with the real static CUDA runtime: with no (or too old a) driver, the
     first use says the build cannot run here, instead of raising on every call."""
-    ext = _native.cuda()
+    ext = _native.cuda
     assert ext.probe() in ext.UNUSABLE_CODES
     launcher = Launcher(ext, api)
     with pytest.raises(CudaUnusable, match="cudaError"):
@@ -362,7 +362,7 @@ def test_threads_with_different_thresholds_get_their_own_counts(launcher: Launch
 def test_records_finalize_and_merge_through_the_launcher(
     launcher: Launcher, extended: bool
 ) -> None:
-    core = _native.core()
+    core = _native.core
     xs = tensors(14, 4)
     ys = [
         torch.from_numpy(np.random.default_rng(i).normal(5.0, 1.0, x.numel()))

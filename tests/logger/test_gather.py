@@ -78,7 +78,7 @@ def test_gathered_values_equal_torchs_cast(data):
 
 
 def test_the_table_is_checked():
-    core = _native.core()
+    core = _native.core
     with pytest.raises(ValueError, match="pairs"):
         core.gather_scalars(np.zeros(3, dtype=np.int64))
     with pytest.raises(ValueError, match="pairs"):

@@ -63,50 +63,23 @@ def pack(stats: list[Stats], plan: Plan, keep_tensors: bool) -> Packed:
     ``keep_tensors``, one-element tensors become slots filled on the group's device;
     else they move to the host here, in one batch per device."""
     n = len(stats)
-    core = _native.core
     raw, lens_list, kind_bytes = flatten_values(stats)
     values = np.frombuffer(raw, dtype=np.float64)
     lens = np.array(lens_list, dtype=np.int64)
     kinds = np.frombuffer(kind_bytes, dtype=np.uint8)
     hists = histories(stats)
-    prev: list[Any] = [h[0] for h in hists]
-    prev2: list[Any] = [h[1] for h in hists]
-    for u in plan.passed:  # lists' and percentiles' previous results are not sent
-        prev[u] = prev2[u] = 0.0
     flags = np.zeros(n, dtype=np.int64)
-    # Previous results as float64, with what they were (ints keep their type).
-    past = []
-    for hs, bit in ((prev, PREV_INT), (prev2, PREV2_INT)):
-        raw_h, kinds_h = core.numbers_flatten(hs)
-        kind_h = np.frombuffer(kinds_h, dtype=np.uint8)
-        flags[kind_h == _HAS_INT] |= bit
-        past.append((np.frombuffer(raw_h, dtype=np.float64), kind_h == _HAS_OTHER))
-    objects = past[0][1] | past[1][1]
+    prev_f, prev2_f, objects = _previous_results(hists, plan, flags)
     tensors: list[tuple[int, int, Any]] = []  # (key, position within the key, tensor)
     held = tensor_holders(stats)
     snaps: dict[int, list[Any]] = {}
-    if held:
-        for i, vals in zip(held, snapshots([stats[i] for i in held]), strict=True):
-            snaps[i] = vals
-            objects[i] |= _mark_tensors(i, vals, tensors)
-        odd = kinds & _HAS_OTHER != 0
-        odd[held] = False  # their tensors are handled above
-        objects |= odd
-    else:
-        objects |= kinds & _HAS_OTHER != 0
+    objects |= _mark_all_tensors(stats, held, kinds, snaps, tensors)
     flags[plan.int_aware & (kinds == _HAS_INT)] |= INTS
     objects |= plan.int_aware & (kinds == (_HAS_INT | _HAS_FLOAT))  # ints mixed with floats
     extra = b""
-    prev_f, prev2_f = past[0][0], past[1][0]
     if objects.any():
         special = np.flatnonzero(objects).tolist()
-        missing = [i for i in special if i not in snaps]
-        snaps.update(zip(missing, snapshots([stats[i] for i in missing]), strict=True))
-        table = {}
-        for i in special:
-            vals = snaps[i]
-            table[i] = (tensors_to_host(vals) if i in held else vals, hists[i])
-        extra = pickle.dumps(table, protocol=pickle.HIGHEST_PROTOCOL)
+        extra = _objects_table(stats, special, snaps, held, hists)
         flags[special] = OBJECTS
         prev_f, prev2_f = prev_f.copy(), prev2_f.copy()
         prev_f[special] = prev2_f[special] = 0.0
@@ -130,6 +103,61 @@ def pack(stats: list[Stats], plan: Plan, keep_tensors: bool) -> Packed:
         else:
             block[where] = tensors_to_host(found)
     return Packed(block.tobytes() + extra, block.size, len(extra), slots)
+
+
+def _previous_results(hists: list[Any], plan: Plan, flags: Any) -> tuple[Any, Any, Any]:
+    """The previous results of every key as float64 (ints flagged in ``flags``, which
+    keep their type), and which keys hold anything else (sent as objects)."""
+    prev: list[Any] = [h[0] for h in hists]
+    prev2: list[Any] = [h[1] for h in hists]
+    for u in plan.passed:  # lists' and percentiles' previous results are not sent
+        prev[u] = prev2[u] = 0.0
+    past = []
+    for hs, bit in ((prev, PREV_INT), (prev2, PREV2_INT)):
+        raw_h, kinds_h = _native.core.numbers_flatten(hs)
+        kind_h = np.frombuffer(kinds_h, dtype=np.uint8)
+        flags[kind_h == _HAS_INT] |= bit
+        past.append((np.frombuffer(raw_h, dtype=np.float64), kind_h == _HAS_OTHER))
+    return past[0][0], past[1][0], past[0][1] | past[1][1]
+
+
+def _mark_all_tensors(
+    stats: list[Stats],
+    held: list[int],
+    kinds: Any,
+    snaps: dict[int, list[Any]],
+    tensors: list[tuple[int, int, Any]],
+) -> Any:
+    """Which keys must be sent as objects because of their values: the tensor holders'
+    odd values (their one-element tensors are collected into ``tensors``), other keys'
+    values of other types."""
+    odd = kinds & _HAS_OTHER != 0
+    if not held:
+        return odd
+    objects = np.zeros(len(stats), dtype=bool)
+    for i, vals in zip(held, snapshots([stats[i] for i in held]), strict=True):
+        snaps[i] = vals
+        objects[i] |= _mark_tensors(i, vals, tensors)
+    odd = odd.copy()
+    odd[held] = False  # their tensors are handled above
+    return objects | odd
+
+
+def _objects_table(
+    stats: list[Stats],
+    special: list[int],
+    snaps: dict[int, list[Any]],
+    held: list[int],
+    hists: list[Any],
+) -> bytes:
+    """The pickled (values, history) of the keys sent as objects."""
+    missing = [i for i in special if i not in snaps]
+    snaps.update(zip(missing, snapshots([stats[i] for i in missing]), strict=True))
+    table = {}
+    for i in special:
+        vals = snaps[i]
+        table[i] = (tensors_to_host(vals) if i in held else vals, hists[i])
+    return pickle.dumps(table, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _mark_tensors(i: int, vals: list[Any], tensors: list[tuple[int, int, Any]]) -> bool:

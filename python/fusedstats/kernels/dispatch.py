@@ -96,6 +96,20 @@ def check_histogram(prep: Prepared, hist: Any) -> None:
     check_buffer(prep, hist, (len(prep.ptrs) + 1, HIST_BINS), "int64", "hist_out")
 
 
+def output_buffers(prep: Prepared, extended: bool, out: Any, hist_out: Any) -> tuple[Any, Any]:
+    """(rows buffer, histogram buffer or None) for a call: the caller's, checked, or new."""
+    if out is None:
+        out = new_output(prep, extended)
+    else:
+        check_output(prep, out, extended)
+    if not extended:
+        return out, None
+    if hist_out is None:
+        return out, new_histogram(prep)
+    check_histogram(prep, hist_out)
+    return out, hist_out
+
+
 def ptr(buf: Any) -> int:
     if buf is None:
         return 0

@@ -25,6 +25,60 @@ MAX_WINDOW = 2**62
 MEAN, EMA, MIN, MAX, SUM, NONE, PERCENTILES = 0, 1, 2, 3, 4, 5, 6
 
 
+def _window_error(window: Any, ema_coeff: Any, clear_on_reduce: Any) -> str | None:
+    if window is None:
+        return None
+    if isinstance(window, bool) or not isinstance(window, (int, float)):
+        return f"window must be a positive int or float('inf'), got {window!r:.80}"
+    if window != math.inf and not (1 <= window <= MAX_WINDOW and window == int(window)):
+        return f"window must be a positive int (at most 2**62) or float('inf'), got {window!r:.80}"
+    if ema_coeff is not None:
+        return "window and ema_coeff cannot both be set"
+    if window == math.inf and not clear_on_reduce:
+        return "window=float('inf') needs clear_on_reduce=True (else memory grows forever)"
+    return None
+
+
+def _ema_error(reduce: Any, ema_coeff: Any) -> str | None:
+    if ema_coeff is None:
+        return None
+    if reduce != "mean":
+        return f"ema_coeff needs reduce='mean', got reduce={reduce!r}"
+    if isinstance(ema_coeff, bool) or not isinstance(ema_coeff, (int, float)):
+        return f"ema_coeff must be a float in (0, 1], got {ema_coeff!r:.80}"
+    if not 0.0 < ema_coeff <= 1.0:  # compared as is: a huge int has no float
+        return f"ema_coeff must be in (0, 1], got {ema_coeff!r:.80}"
+    return None
+
+
+def _percentiles_error(reduce: Any, window: Any, percentiles: Any) -> str | None:
+    if reduce != "percentiles":
+        return None if percentiles in (None, False) else "percentiles needs reduce='percentiles'"
+    if window is None:
+        return "reduce='percentiles' needs a window (or window=float('inf') with clear_on_reduce)"
+    if percentiles is None or percentiles is True:
+        return None
+    try:
+        qs = [float(q) for q in percentiles]
+    except (TypeError, ValueError, OverflowError):
+        return f"percentiles must be True or numbers in [0, 100], got {percentiles!r:.80}"
+    if not qs or any(not 0.0 <= q <= 100.0 for q in qs):
+        return f"percentiles must be numbers in [0, 100], got {percentiles!r:.80}"
+    return None
+
+
+def _throughput_error(
+    reduce: Any, window: Any, clear_on_reduce: Any, with_throughput: Any
+) -> str | None:
+    if not with_throughput:
+        return None
+    if reduce != "sum":
+        return "with_throughput needs reduce='sum'"
+    if window is not None and not clear_on_reduce:
+        return "with_throughput needs a window-less sum or clear_on_reduce=True"
+    return None
+
+
 def settings_error(
     reduce: Any,
     window: Any,
@@ -33,47 +87,16 @@ def settings_error(
     percentiles: Any,
     with_throughput: Any,
 ) -> str | None:
-    """The reason these settings are invalid, or None."""
+    """The reason these settings are invalid, or None (the first problem, in the
+    order: reduce, window, EMA coefficient, percentiles, throughput)."""
     if reduce not in REDUCES:
         return f"reduce must be one of {REDUCES}, got {reduce!r}"
-    if window is not None:
-        if isinstance(window, bool) or not isinstance(window, (int, float)):
-            return f"window must be a positive int or float('inf'), got {window!r:.80}"
-        if window != math.inf and not (1 <= window <= MAX_WINDOW and window == int(window)):
-            return (
-                f"window must be a positive int (at most 2**62) or float('inf'), got {window!r:.80}"
-            )
-        if ema_coeff is not None:
-            return "window and ema_coeff cannot both be set"
-        if window == math.inf and not clear_on_reduce:
-            return "window=float('inf') needs clear_on_reduce=True (else memory grows forever)"
-    if ema_coeff is not None:
-        if reduce != "mean":
-            return f"ema_coeff needs reduce='mean', got reduce={reduce!r}"
-        if isinstance(ema_coeff, bool) or not isinstance(ema_coeff, (int, float)):
-            return f"ema_coeff must be a float in (0, 1], got {ema_coeff!r:.80}"
-        if not 0.0 < ema_coeff <= 1.0:  # compared as is: a huge int has no float
-            return f"ema_coeff must be in (0, 1], got {ema_coeff!r:.80}"
-    if reduce == "percentiles":
-        if window is None:
-            return (
-                "reduce='percentiles' needs a window (or window=float('inf') with clear_on_reduce)"
-            )
-        if percentiles is not None and percentiles is not True:
-            try:
-                qs = [float(q) for q in percentiles]
-            except (TypeError, ValueError, OverflowError):
-                return f"percentiles must be True or numbers in [0, 100], got {percentiles!r:.80}"
-            if not qs or any(not 0.0 <= q <= 100.0 for q in qs):
-                return f"percentiles must be numbers in [0, 100], got {percentiles!r:.80}"
-    elif percentiles not in (None, False):
-        return "percentiles needs reduce='percentiles'"
-    if with_throughput:
-        if reduce != "sum":
-            return "with_throughput needs reduce='sum'"
-        if window is not None and not clear_on_reduce:
-            return "with_throughput needs a window-less sum or clear_on_reduce=True"
-    return None
+    return (
+        _window_error(window, ema_coeff, clear_on_reduce)
+        or _ema_error(reduce, ema_coeff)
+        or _percentiles_error(reduce, window, percentiles)
+        or _throughput_error(reduce, window, clear_on_reduce, with_throughput)
+    )
 
 
 @dataclass(frozen=True, eq=False)

@@ -86,6 +86,47 @@ def _guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return ["raises", type(err).__name__]
 
 
+def _op(lg: Any, op: str, args: list[Any], keys: list[list[str]], settings: list[Any]) -> Any:
+    """The observation of one operation on logger ``lg`` (encoded, or what it raised)."""
+    if op == "log":
+        k, value, other = args
+        key = key_of(keys[k])
+        given = other if (other is not None and key in lg) else settings[k]
+        return _guarded(lg.log_value, key, value, **given)
+    if op == "set":
+        k, value = args
+        return _guarded(lg.set_value, key_of(keys[k]), value, **settings[k])
+    if op == "log_dict":
+        ks, values, prefix_len = args
+        paths = [keys[k] for k in ks]
+        prefix = paths[0][:prefix_len]
+        tree = _nest([p[prefix_len:] for p in paths], values)
+        kw = dict(settings[ks[0]])
+        if prefix:
+            kw["key"] = key_of(prefix)
+        return _guarded(lg.log_dict, tree, **kw)
+    if op == "peek":
+        target, default = args
+        kw = {} if default is None else {"default": default}
+        return _guarded(lg.peek, key_of(target), **kw)
+    if op == "reduce":
+        target, stats_obj = args
+        if target is None:
+            return _guarded(lg.reduce, return_stats_obj=stats_obj)
+        if key_of(target) in lg:
+            return _guarded(lg.reduce, key_of(target), return_stats_obj=stats_obj)
+        return ["skipped", None]  # RLlib 2.40 would add an empty sub-tree (README: differences)
+    if op == "contains":
+        (target,) = args
+        return _guarded(lg.__contains__, key_of(target))
+    raise ValueError(f"unknown op {op!r}")
+
+
+def _label(where: str, op: str, args: list[Any]) -> str:
+    """Peeks and membership tests name their target in the observation's label."""
+    return f"{where} {args[0]}" if op in ("peek", "contains") else where
+
+
 def run(
     program: dict[str, Any], logger_cls: type, dumps: Any = pickle.dumps, loads: Any = pickle.loads
 ) -> list[Observation]:
@@ -105,43 +146,8 @@ def run(
 
     for it, iteration in enumerate(program["iterations"]):
         for step, (c, op, *args) in enumerate(iteration["ops"]):
-            lg = components[c]
             where = f"iteration {it} op {step} component {c} {op}"
-            if op == "log":
-                k, value, other = args
-                key = key_of(keys[k])
-                given = other if (other is not None and key in lg) else settings[k]
-                note(where, _guarded(lg.log_value, key, value, **given))
-            elif op == "set":
-                k, value = args
-                note(where, _guarded(lg.set_value, key_of(keys[k]), value, **settings[k]))
-            elif op == "log_dict":
-                ks, values, prefix_len = args
-                paths = [keys[k] for k in ks]
-                prefix = paths[0][:prefix_len]
-                tree = _nest([p[prefix_len:] for p in paths], values)
-                kw = dict(settings[ks[0]])
-                if prefix:
-                    kw["key"] = key_of(prefix)
-                note(where, _guarded(lg.log_dict, tree, **kw))
-            elif op == "peek":
-                target, default = args
-                where = f"{where} {target}"
-                kw = {} if default is None else {"default": default}
-                note(where, _guarded(lg.peek, key_of(target), **kw))
-            elif op == "reduce":
-                target, stats_obj = args
-                if target is None:
-                    note(where, _guarded(lg.reduce, return_stats_obj=stats_obj))
-                elif key_of(target) in lg:
-                    note(where, _guarded(lg.reduce, key_of(target), return_stats_obj=stats_obj))
-                else:  # RLlib 2.40 would add an empty sub-tree there (README: differences)
-                    note(where, ["skipped", None])
-            elif op == "contains":
-                (target,) = args
-                note(f"{where} {target}", _guarded(lg.__contains__, key_of(target)))
-            else:
-                raise ValueError(f"unknown op {op!r}")
+            note(_label(where, op, args), _op(components[c], op, args, keys, settings))
         # End of the iteration: every component hands its reduced result downstream.
         where = f"iteration {it} end"
         results = []
