@@ -145,7 +145,7 @@ def throughput(gib: float, reps: int) -> list[dict[str, Any]]:
             sync=torch.cuda.synchronize,
             timer=cuda_event_timer,
         )
-        fs, tq, cp = (timed.median(n) * 1e3 for n in ("fusedstats", "torch", "copy"))
+        fs, tq, cp = (timed.median(name) * 1e3 for name in ("fusedstats", "torch", "copy"))
         got = fusedstats.tensor_stats([x]).global_
         xd = x.double()
         var, mean = torch.var_mean(xd)
@@ -169,7 +169,7 @@ def throughput(gib: float, reps: int) -> list[dict[str, Any]]:
             }
         )
         print(json.dumps(rows[-1]))
-        del x, y
+        del x, y, timed  # timed keeps the first call's outputs (the copy's is y)
         torch.cuda.empty_cache()
     return rows
 
