@@ -1,7 +1,7 @@
 """The plain way to aggregate rollout infos, which fusedstats.rollout must agree with:
 walk every info dict in Python, keep every value in a ``defaultdict(list)``, and reduce
-with numpy at the end. It states the leaf rules of spec/stats_reporter.md as directly
-as possible; it is slow on purpose."""
+with numpy at the end. It states the leaf rules of docs/reporter.md ("Rollout infos")
+as directly as possible; it is slow on purpose."""
 
 from __future__ import annotations
 
