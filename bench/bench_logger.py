@@ -13,7 +13,10 @@ bench/README.md; skipped, and said so, otherwise) and
    repetition (untimed): ms per reduce.
 3. ``merge_and_log_n_dicts`` of 32 results x 200 keys, each result a ``reduce()`` of an
    upstream logger (built once, untimed); a fresh downstream logger per repetition.
-4. Memory: 10 million ``log_value`` calls on 10 windowed keys, no reduce, in a child
+4. Logged tensors (issue 18): ``log_value`` of a 0-d CPU tensor on an existing key
+   (ns per call, 256 distinct tensors cycled), and ``reduce()`` of 1,000 keys x 10
+   tensor values against the same values logged as floats (ms).
+5. Memory: 10 million ``log_value`` calls on 10 windowed keys, no reduce, in a child
    process per logger: RSS along the way.
 
 Prints a table (medians, ratios, the issue's targets) and writes JSON (default
@@ -252,7 +255,154 @@ def merge_race(
     return r, again
 
 
-# --- case 4: memory, in a child process per logger --------------------------------
+# --- case 4: logged tensors (issue 18) --------------------------------------------
+# Targets: log_value of a 0-d tensor on an existing key <= 1 us; reduce() of 1,000 keys
+# x 10 tensor values <= 3 ms and <= 2.5x the same values logged as floats. The issue's
+# figures before the native gather (2026-12-06, this machine): 3.5 us and 65 ms.
+TENSOR_TARGETS = {"log_value_ns": 1000.0, "reduce_ms": 3.0, "tensor_over_float": 2.5}
+TENSOR_BEFORE = {"log_value_ns": 3500.0, "reduce_ms": 65.0}
+TENSOR_POOL = 256  # distinct tensors cycled: a fresh, cache-hot loss tensor each step
+
+
+def tensor_log_race(loggers: dict[str, type], n_log: int, reps: int) -> racing.Race:
+    """``log_value("loss", t, reduce="mean", window=10)`` with a 0-d float32 CPU tensor,
+    ``n_log`` calls cycling through 256 distinct tensors (as a trainer logs a new loss
+    tensor each step, still in cache)."""
+    import torch
+
+    rng = random.Random(2)
+    pool = [torch.tensor(rng.random()) for _ in range(TENSOR_POOL)]
+    ts = [pool[i % TENSOR_POOL] for i in range(n_log)]
+
+    def make_case(cls: type) -> Case:
+        def setup() -> Any:
+            logger = cls()
+            logger.log_value("loss", pool[0], reduce="mean", window=10)
+            return logger
+
+        def run(logger: Any) -> None:
+            for t in ts:
+                logger.log_value("loss", t, reduce="mean", window=10)
+
+        return Case(run=run, setup=setup, check=lambda lg: _number(lg.peek("loss")))
+
+    return race({name: make_case(cls) for name, cls in loggers.items()}, reps)
+
+
+def tensor_reduce_race(loggers: dict[str, type], reps: int) -> racing.Race:
+    """``reduce()`` of 1,000 window-10 mean keys after 10 new values per key (untimed),
+    logged as 0-d tensors (float32, float64, bfloat16 and int32, in turn), and, as
+    ``<logger>, floats``, the same values logged as python floats."""
+    import torch
+
+    keys = [f"metric_{i:04d}" for i in range(1000)]
+    rng = random.Random(3)
+    dtypes = [torch.float32, torch.float64, torch.bfloat16, torch.int32]
+    tensors = [
+        [torch.tensor(rng.random() * 100, dtype=dtypes[(k + j) % 4]) for j in range(10)]
+        for k in range(len(keys))
+    ]
+    floats = [[float(t.to(torch.float64)) for t in row] for row in tensors]
+
+    def make_case(cls: type, values: list[list[Any]]) -> Case:
+        logger = cls()
+
+        def setup() -> Any:
+            for key, row in zip(keys, values, strict=True):
+                for v in row:
+                    logger.log_value(key, v, reduce="mean", window=10)
+            return logger
+
+        def check(lg: Any) -> Any:
+            return [_number(lg.peek(keys[0])), _number(lg.peek(keys[-1]))]
+
+        return Case(run=lambda lg: lg.reduce(), setup=setup, check=check)
+
+    cases = {}
+    for name, cls in loggers.items():
+        cases[name] = make_case(cls, tensors)
+        if name == FUSED:
+            cases[f"{FUSED}, floats"] = make_case(cls, floats)
+    return race(cases, reps)
+
+
+def _number(x: Any) -> Any:
+    """A peek as a python float (another logger may give a tensor)."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return x
+
+
+def tensor_records(loggers: dict[str, type], n_log: int, reps: int) -> dict[str, Any]:
+    log = tensor_log_race(loggers, n_log, reps)
+    red = tensor_reduce_race(loggers, reps)
+    log_ns = {n: log.median(n) / n_log * 1e9 for n in log.names}
+    red_ms = {n: red.median(n) * 1e3 for n in red.names}
+    fs_log, fs_red = log_ns.get(FUSED), red_ms.get(FUSED)
+    fs_floats = red_ms.get(f"{FUSED}, floats")
+    ratio = fs_red / fs_floats if fs_red and fs_floats else None
+    return {
+        "log_value_tensor": {
+            "title": 'log_value("loss", t, reduce="mean", window=10), t a 0-d float32 CPU tensor',
+            "unit": "ns/call",
+            "median": log_ns,
+            "times_s": log.times,
+            "check": log.outputs,
+            "errors": log.errors,
+            "target": {
+                "at_most_ns": TENSOR_TARGETS["log_value_ns"],
+                "met": None if fs_log is None else fs_log <= TENSOR_TARGETS["log_value_ns"],
+                "before_ns": TENSOR_BEFORE["log_value_ns"],
+            },
+        },
+        "reduce_tensors": {
+            "title": "reduce() of 1,000 keys x 10 tensor values (window 10), vs the same as floats",
+            "unit": "ms",
+            "median": red_ms,
+            "times_s": red.times,
+            "check": red.outputs,
+            "errors": red.errors,
+            "results_agree": close(red.outputs.get(FUSED), red.outputs.get(f"{FUSED}, floats")),
+            "tensor_over_float": ratio,
+            "target": {
+                "at_most_ms": TENSOR_TARGETS["reduce_ms"],
+                "at_most_tensor_over_float": TENSOR_TARGETS["tensor_over_float"],
+                "met": None
+                if fs_red is None or ratio is None
+                else fs_red <= TENSOR_TARGETS["reduce_ms"]
+                and ratio <= TENSOR_TARGETS["tensor_over_float"],
+                "before_ms": TENSOR_BEFORE["reduce_ms"],
+            },
+        },
+    }
+
+
+def print_tensor_records(records: dict[str, Any]) -> None:
+    print()
+    print("logged tensors (issue 18):")
+    log, red = records["log_value_tensor"], records["reduce_tensors"]
+    rows = []
+    for name, ns in log["median"].items():
+        rows.append([log["title"][:60], name, f"{ns:.0f} ns", ""])
+    for name, err in log["errors"].items():
+        rows.append([log["title"][:60], name, "error", err[:70]])
+    for name, ms in red["median"].items():
+        rows.append([red["title"][:60], name, f"{ms:.3g} ms", ""])
+    for name, err in red["errors"].items():
+        rows.append([red["title"][:60], name, "error", err[:70]])
+    print(render_table(["case", "logger", "median", "note"], rows))
+    t1, t2 = log["target"], red["target"]
+    ratio = red["tensor_over_float"]
+    print(
+        f"  targets: log_value <= {t1['at_most_ns']:.0f} ns: {t1['met']}; reduce <= "
+        f"{t2['at_most_ms']:g} ms and <= {t2['at_most_tensor_over_float']}x floats "
+        f"(measured {'-' if ratio is None else f'{ratio:.2f}x'}): {t2['met']}; "
+        f"fusedstats tensors and floats agree: {red['results_agree']}"
+    )
+
+
+# --- case 5: memory, in a child process per logger --------------------------------
 
 
 def memory_child(name: str, calls: int) -> dict[str, Any]:
@@ -609,6 +759,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory case")
     parser.add_argument(
+        "--no-tensors", action="store_true", help="skip the logged-tensor cases (need torch)"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="print cProfile tables of fusedstats' cases and exit"
     )
     parser.add_argument(
@@ -677,6 +830,10 @@ def main(argv: list[str] | None = None) -> int:
     rec["inputs_unchanged"] = {n: close(again[n], r.outputs[n]) for n in again}
     report["cases"]["merge"] = rec
 
+    if not args.no_tensors:
+        print("  logged tensors ...", flush=True)
+        report["tensors"] = tensor_records(loggers, n_log, reps)
+
     if not args.no_memory:
         report["memory"] = {
             "target_calls": memory_calls,
@@ -687,6 +844,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report["load_average_after"] = racing.load_average()
     print_report(report, names)
+    if "tensors" in report:
+        print_tensor_records(report["tensors"])
 
     out = args.out if args.out is not None else (None if args.quick else str(DEFAULT_OUT))
     if out:

@@ -178,7 +178,7 @@ print(json.dumps({
 
 
 def test_cuda_extension_imports_without_a_driver_and_the_cpu_path_runs():
-    if _native.cuda() is None:
+    if not _native.cuda_built():
         if EXPECT_CUDA:
             pytest.fail(f"fusedstats._cuda is missing: {fusedstats.build_info()['cuda_status']}")
         pytest.skip("fusedstats._cuda is not built")

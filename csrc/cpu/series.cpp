@@ -60,10 +60,8 @@ double reduce_one(const double* v, int64_t n, int8_t op, double ema_coeff) {
       for (int64_t i = 1; i < n; ++i) m = ema_coeff * v[i] + (1.0 - ema_coeff) * m;
       return m;
     }
-    case kSum: {
-      if (n == 0) return 0.0;
-      return count_not_nan(v, n) ? nan_pairwise_sum(v, n) : kNaN;
-    }
+    case kSum:  // numpy.nansum: NaN read as 0, so all-NaN (or nothing) sums to 0
+      return nan_sum(v, n);
     case kMin:
     case kMax: {
       double best = kNaN;
@@ -76,7 +74,7 @@ double reduce_one(const double* v, int64_t n, int8_t op, double ema_coeff) {
     }
     default: {  // kMean
       const int64_t seen = count_not_nan(v, n);
-      return seen ? nan_pairwise_sum(v, n) / static_cast<double>(seen) : kNaN;
+      return seen ? nan_sum(v, n) / static_cast<double>(seen) : kNaN;
     }
   }
 }

@@ -198,21 +198,9 @@ static bool ext_tile(const N* v, int64_t n, double shift, Partial& t, ExtPartial
   }
   if (!(m <= kMaxFinite)) return false;
   count_bins(v, n, z, min_abs, hist);
-  t.numel = n;
-  t.n_nan = t.n_inf = t.n_dormant = 0;
-  t.n_zero = z;
-  t.n_finite = n;
-  t.sum = s;
-  t.l1 = a;
-  t.shift = shift_near(shift, m0);
-  const double c = sd / nd;
-  t.mean = (m0 - t.shift) + c;
-  t.m2 = m - sd * c;
-  t.sumsq = t.m2 + s * s / nd;
-  t.min = static_cast<double>(lo);
-  t.max = static_cast<double>(hi);
-  te.m3 = m3 - 3.0 * c * m + 2.0 * nd * c * c * c;
-  te.m4 = m4 - 4.0 * c * m3 + 6.0 * c * c * m - 3.0 * nd * c * c * c * c;
+  const double c = two_pass_finish(t, n, shift, m0, s, a, z, static_cast<double>(lo),
+                                   static_cast<double>(hi), sd, m);
+  two_pass_finish_ext(te, nd, c, m, m3, m4);
   te.min_abs = static_cast<double>(min_abs);
   return true;
 }

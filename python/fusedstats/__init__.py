@@ -54,12 +54,12 @@ def set_num_threads(n: int) -> None:
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads needs an int >= 1, got {n!r}")
-    _native.core().set_num_threads(n)
+    _native.core.set_num_threads(n)
 
 
 def get_num_threads() -> int:
     """The number of CPU threads the kernels use."""
-    return int(_native.core().get_num_threads())
+    return int(_native.core.get_num_threads())
 
 
 def build_info() -> dict[str, Any]:
@@ -70,18 +70,17 @@ def build_info() -> dict[str, Any]:
         >>> info["openmp"], info["simd_level"] in info["simd_levels"], "cuda_built" in info
         (True, True, True)
     """
-    core = _native.core()
+    core = _native.core
     info: dict[str, Any] = dict(core.build_info())
     info["version"] = __version__
     info["openmp_threads"] = core.get_num_threads()
     info["simd_level"] = core.simd_level()
-    cuda = _native.cuda()
-    info["cuda_built"] = cuda is not None
-    if cuda is not None:
+    info["cuda_built"] = _native.cuda_built()
+    if info["cuda_built"]:
         info.update(
             {
                 f"cuda_{k}" if not k.startswith("cuda_") else k: v
-                for k, v in cuda.build_info().items()
+                for k, v in _native.cuda.build_info().items()
             }
         )
     return info

@@ -2,8 +2,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from numpy.typing import NDArray
-from typing_extensions import Buffer
+from typing_extensions import Buffer as _Buffer
+
+# A contiguous buffer: bytes, array.array, or a numpy array (its stubs do not declare
+# the buffer protocol).
+_Buf = _Buffer | npt.NDArray[np.generic]
 
 COLUMNS: tuple[str, ...]
 NUM_COLUMNS: int
@@ -13,6 +18,7 @@ HIST_BINS: int
 HIST_MIN_EXP: int
 HIST_MAX_EXP: int
 DTYPE_CODES: dict[str, int]
+SERIES_OPS: dict[str, int]
 
 def tensor_stats(
     ptrs: Sequence[int],
@@ -41,15 +47,19 @@ def merge_records(
     src_ptr: int, n_sources: int, n: int, extended: bool, include_ptr: int, dst_ptr: int
 ) -> None: ...
 def record_bytes(extended: bool) -> int: ...
-def series_reduce(
-    series: Sequence[Sequence[float]], ops: Buffer, ema_coeffs: Buffer
-) -> list[float]: ...
+def series_reduce(series: list[Sequence[Any]], ops: _Buf, ema_coeffs: _Buf) -> list[Any]: ...
 def series_percentiles(
     series: Sequence[Sequence[float]], q: Sequence[Sequence[float]]
 ) -> list[float]: ...
 def series_merge_parallel(
-    series: Sequence[Sequence[float]], group_first: Buffer, ops: Buffer, windows: Buffer
-) -> tuple[list[int], list[float], list[int]]: ...
+    series: list[Sequence[Any]], group_first: _Buf, ops: _Buf, windows: _Buf
+) -> list[list[Any]]: ...
+def series_merge_blocks(
+    blocks: list[_Buf], index: _Buf, ops: _Buf, windows: _Buf
+) -> list[list[Any]]: ...
+def series_flatten(series: list[Sequence[Any]]) -> tuple[bytes, list[int], bytes]: ...
+def numbers_flatten(items: list[Any]) -> tuple[bytes, bytes]: ...
+def gather_scalars(table: _Buf) -> list[float]: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def simd_levels() -> list[str]: ...
@@ -63,7 +73,7 @@ class InfoFlattener:
     ) -> None: ...
     def walk(self, infos: Iterable[Any]) -> list[Any]: ...
     def finish(
-        self, host: Buffer | None, lengths: Sequence[int] | None
+        self, host: _Buf | None, lengths: Sequence[int] | None
     ) -> tuple[
         NDArray[np.int64], NDArray[np.float64], list[str], list[tuple[int, str, str, str]]
     ]: ...

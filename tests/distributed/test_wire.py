@@ -4,6 +4,7 @@ keys that cannot ride as float64 (strings, huge ints, ints mixed with floats) su
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,7 +13,8 @@ from fusedstats import MetricsLogger
 from fusedstats.distributed import _schema, _transport, _wire
 
 
-def _roundtrip(logger: MetricsLogger, keep_tensors: bool) -> list[_wire.RankData]:
+def _roundtrip(logger: MetricsLogger, keep_tensors: bool) -> tuple[list[Any], _wire.RankData]:
+    """Each key's values as they come out of this rank's payload, and the payload."""
     items = list(logger._paths.items())
     stats = [s for _, s in items]
     plan = _schema.local_plan([p for p, _ in items], stats)
@@ -22,7 +24,8 @@ def _roundtrip(logger: MetricsLogger, keep_tensors: bool) -> list[_wire.RankData
     cap = -(-len(packed.payload) // 64) * 64
     buf = _transport._buffer(world, header, packed.payload, cap, packed.slots)
     data = buf.numpy()[_transport.HEADER_BYTES :]
-    return [_wire.unpack(data, len(stats), packed.n_f64, packed.n_pickle)]
+    rank = _wire.unpack(data, len(stats), packed.n_f64, packed.n_pickle)
+    return [rank.series(i) for i in range(len(stats))], rank
 
 
 def test_tensor_slots_are_filled_in_place() -> None:
@@ -32,10 +35,10 @@ def test_tensor_slots_are_filled_in_place() -> None:
         logger.log_value("w", v, window=10)
         logger.log_value("plain", 7.0, window=3)
     logger.log_value("after", torch.tensor(0.5), window=2)
-    (rank,) = _roundtrip(logger, keep_tensors=True)
-    assert rank.series == [[1.5, 2.25, 3.0, -4.0], [7.0, 7.0, 7.0], [0.5]]
-    (host,) = _roundtrip(logger, keep_tensors=False)
-    assert host.series == rank.series
+    on_device, _ = _roundtrip(logger, keep_tensors=True)
+    assert on_device == [[1.5, 2.25, 3.0, -4.0], [7.0, 7.0, 7.0], [0.5]]
+    on_host, _ = _roundtrip(logger, keep_tensors=False)
+    assert on_host == on_device
 
 
 def test_objects_and_ints_keep_their_types() -> None:
@@ -49,8 +52,8 @@ def test_objects_and_ints_keep_their_types() -> None:
     logger.log_value("nan", math.nan, window=4)
     logger.reduce()
     logger.log_value("huge", 5, reduce="sum")
-    (rank,) = _roundtrip(logger, keep_tensors=False)
-    names, huge, mixed, ints, nan = rank.series
+    series, rank = _roundtrip(logger, keep_tensors=False)
+    names, huge, mixed, ints, nan = series
     assert names == [] and huge == [2**60 + 1, 5] and type(huge[0]) is int
     assert mixed == [1, 2.5] and type(mixed[0]) is int
     assert ints == [3] and type(ints[0]) is int

@@ -92,37 +92,46 @@ def test_torch_accumulation_matches_the_kernel_records(seed, kinds, dtype, exten
     # Near +-1.8e308 the reference's own sums overflow to NaN; the kernel's do not.
     overflowing = {"sum", "mean", "var", "var_pop", "std", "norm", "kurtosis"}
     skip = overflowing if "near_max" in kinds and dtype == "float64" else set()
-    problems = []
-    for label, got, reference in (("kernel", kernel_row, want), ("torch", torch_row, kernel_row)):
-        for f in FIELDS:
-            if f in skip:
-                continue
-            why = field_mismatch(f, got[f], reference, rtol)
-            if why:
-                problems.append(f"{label} {f}: {why}")
-        for f in EXTENDED_FIELDS if extended else ():
-            if f in skip:
-                continue
-            why = extended_mismatch(f, got[f], reference, rtol)
-            if why:
-                problems.append(f"{label} {f}: {why}")
+    problems = _mismatches("kernel", kernel_row, want, rtol, extended, skip)
+    problems += _mismatches("torch", torch_row, kernel_row, rtol, extended, skip)
     if skip:
-        # The kernel gives NaN there too (reported to the kernel's owner); the torch
-        # path gives the honest answer: the mean, and +inf where the true value is.
-        flat = torch.cat([x.double().reshape(-1) for x in calls])
-        flat = flat[torch.isfinite(flat)]
-        exact_mean = float((flat / flat.numel()).sum())
-        if not math.isclose(torch_row["mean"], exact_mean, rel_tol=1e-9):
-            problems.append(f"torch mean {torch_row['mean']!r}, exact {exact_mean!r}")
-        for f in ("var", "var_pop", "std", "norm"):
-            if f in ("var", "std") and flat.numel() < 2:
-                continue  # NaN by definition
-            if not torch_row[f] >= 0:  # not NaN
-                problems.append(f"torch {f}: {torch_row[f]!r}")
+        problems += _honest_overflow(calls, torch_row)
     assert not problems, "\n".join(problems)
     if extended:
         np.testing.assert_array_equal(hist_k[0], want_hist)
         np.testing.assert_array_equal(hist_o[0], want_hist)
+
+
+def _mismatches(
+    label: str, got: dict, reference: dict, rtol: float, extended: bool, skip: set
+) -> list[str]:
+    problems = []
+    for f in FIELDS:
+        why = "" if f in skip else field_mismatch(f, got[f], reference, rtol)
+        if why:
+            problems.append(f"{label} {f}: {why}")
+    for f in EXTENDED_FIELDS if extended else ():
+        why = "" if f in skip else extended_mismatch(f, got[f], reference, rtol)
+        if why:
+            problems.append(f"{label} {f}: {why}")
+    return problems
+
+
+def _honest_overflow(calls: list, torch_row: dict) -> list[str]:
+    """Near +-1.8e308 the reference's sums overflow: the torch path must still give the
+    mean, and no NaN where the true value is +inf."""
+    problems = []
+    flat = torch.cat([x.double().reshape(-1) for x in calls])
+    flat = flat[torch.isfinite(flat)]
+    exact_mean = float((flat / flat.numel()).sum())
+    if not math.isclose(torch_row["mean"], exact_mean, rel_tol=1e-9):
+        problems.append(f"torch mean {torch_row['mean']!r}, exact {exact_mean!r}")
+    for f in ("var", "var_pop", "std", "norm"):
+        if f in ("var", "std") and flat.numel() < 2:
+            continue  # NaN by definition
+        if not torch_row[f] >= 0:  # not NaN
+            problems.append(f"torch {f}: {torch_row[f]!r}")
+    return problems
 
 
 def test_rows_grow_and_keep_what_they_hold():

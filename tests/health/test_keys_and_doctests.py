@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import itertools
 
 import numpy as np
@@ -22,20 +20,6 @@ from fusedstats.health.keys import (
 )
 from fusedstats.kernels import reference
 from fusedstats.kernels.columns import HIST_BINS, hist_bin_exponents
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "fusedstats.health.activations",
-        "fusedstats.health.optimizer",
-        "fusedstats.health.keys",
-    ],
-)
-def test_doctests(module):
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0, f"{module} has no doctest"
-    assert result.failed == 0, f"{result.failed} doctest(s) of {module} failed (see output)"
 
 
 @property_settings(40)

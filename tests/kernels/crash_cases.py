@@ -168,6 +168,16 @@ def numpy_broadcast_view() -> tuple[list[Any], list[Any]]:
 
 
 @case("match")
+def numpy_views_of_other_memory() -> tuple[list[Any], list[Any]]:
+    # numpy arrays whose memory belongs to a torch tensor, a bytearray, or an owner
+    # seen through a reversed or strided view: all inside their memory, all fine.
+    t = torch.randn(100)
+    raw = bytearray(np.arange(12, dtype=np.float64).tobytes())
+    items = [t.numpy(), t.numpy()[::-3], np.frombuffer(raw), np.ones((4, 5), order="F")[1:]]
+    return items, [np.array(x) for x in items]
+
+
+@case("match")
 def single_rank_dtensor() -> tuple[list[Any], list[Any]]:
     import os
     import tempfile

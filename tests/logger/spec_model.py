@@ -29,14 +29,15 @@ def all_python_ints(values: list[Any]) -> bool:
 
 
 def nan_ignoring(method: str, values: list[Any]) -> Any:
-    """mean/min/max/sum over the non-NaN values; NaN when all are NaN.
+    """mean/min/max/sum over the non-NaN values; NaN when all are NaN, but 0.0 for a
+    sum (numpy's nansum, which RLlib 2.40 uses).
 
     Python ints in give a python int out for sum/min/max (the spec's promise); everything
     else is a python float.
     """
     kept = [v for v in values if not is_nan(v)]
     if not kept:
-        return NAN
+        return 0.0 if method == "sum" else NAN
     if method == "mean":
         return math.fsum(kept) / len(kept)
     result = {"sum": sum, "min": min, "max": max}[method](kept)

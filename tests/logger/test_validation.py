@@ -210,3 +210,26 @@ def test_reset():
     assert "loss" not in logger
     logger.log_value("loss", 7, reduce="sum")  # new settings take after a reset
     assert logger.peek("loss") == 7
+
+
+def test_reduce_results_after_keys_come_and_go():
+    """A flat logger's result is built in one step from its names: deleting the last
+    nested key, adding keys and merging must keep names and values paired."""
+    logger = MetricsLogger()
+    logger.log_value(("env", "steps"), 1, reduce="sum")
+    for name, v in (("a", 1.0), ("b", 2.0), ("c", 3.0)):
+        logger.log_value(name, v, window=2)
+    logger.delete("env")
+    logger.delete("b")
+    logger.log_value("d", 4.0, window=2)
+    logger.merge_and_log_n_dicts([{"e": 5.0}, {"e": 7.0}], window=2)
+    assert logger.reduce(return_stats_obj=False) == {"a": 1.0, "c": 3.0, "d": 4.0, "e": 6.0}
+    logger.log_value(("env", "x"), 1.0, window=2)
+    assert logger.reduce(return_stats_obj=False) == {
+        "a": 1.0,
+        "c": 3.0,
+        "d": 4.0,
+        "e": 6.0,
+        "env": {"x": 1.0},
+    }
+    assert list(logger.reduce()) == ["a", "c", "d", "e", "env"]

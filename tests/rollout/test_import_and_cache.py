@@ -3,8 +3,6 @@ compiled kernel loaded from numba's on-disk cache by later processes."""
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
 import os
 import subprocess
@@ -54,10 +52,3 @@ def test_light_import_and_cached_kernels(tmp_path: Path) -> None:
     assert any(tmp_path.rglob("*.nbi")), "numba wrote no cache index"
     second = _probe(env)  # a later process loads what the first one compiled
     assert second["cache_hits"] == 1 and second["cache_misses"] == 0
-
-
-@pytest.mark.parametrize("module", ["fusedstats.rollout.stats"])
-def test_doctests(module: str) -> None:
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0, f"{module} has no doctest"
-    assert result.failed == 0, f"{result.failed} doctest(s) of {module} failed (see output)"

@@ -26,9 +26,11 @@
 #else
 #define FS_SIMD_REDUCE(clauses)
 #endif
-// Explicit FMA where the target has it (AVX2+FMA copy, CUDA, the emulation built with
-// -mfma); a*b+c elsewhere, so the baseline copy never calls libm's software fma.
-#if defined(__CUDACC__) || defined(__FMA__)
+// Explicit FMA where the target has it (AVX2+FMA copy, CUDA); a*b+c elsewhere, so the
+// baseline copy never calls libm's software fma. The host emulation of the CUDA kernels
+// (csrc/emu/) defines FS_EMULATE_DEVICE_FMA: libm's fma is correctly rounded whether the
+// CPU has the instruction or not, so it rounds as the device does, on any CPU.
+#if defined(__CUDACC__) || defined(__FMA__) || defined(FS_EMULATE_DEVICE_FMA)
 #define FS_FMA(a, b, c) fma((a), (b), (c))
 #else
 #define FS_FMA(a, b, c) ((a) * (b) + (c))
@@ -511,6 +513,35 @@ FS_FN void tile_stats_slow(const typename Elem<D>::T* v, int64_t n, double shift
   }
 }
 
+// A finite tile's state from its two-pass sums: n elements, their sum s, l1 a, z zeros,
+// extremes lo/hi, and Σd, Σd² about m0 = s/n (the correction c = Σd/n, returned,
+// repairs the rounding of m0).
+FS_FN double two_pass_finish(Partial& t, int64_t n, double shift, double m0, double s, double a,
+                             int64_t z, double lo, double hi, double sd, double m) {
+  const double nd = static_cast<double>(n);
+  t.numel = n;
+  t.n_nan = t.n_inf = t.n_dormant = 0;
+  t.n_zero = z;
+  t.n_finite = n;
+  t.sum = s;
+  t.l1 = a;
+  t.shift = shift_near(shift, m0);
+  const double c = sd / nd;
+  t.mean = (m0 - t.shift) + c;
+  t.m2 = m - sd * c;
+  t.sumsq = t.m2 + s * s / nd;  // Σx² = M2 + n·mean²: non-negative terms, no cancellation
+  t.min = lo;
+  t.max = hi;
+  return c;
+}
+
+// The central 3rd/4th moment sums from Σd², Σd³, Σd⁴ about m0 and the correction c.
+FS_FN void two_pass_finish_ext(ExtPartial& te, double nd, double c, double m, double m3,
+                               double m4) {
+  te.m3 = m3 - 3.0 * c * m + 2.0 * nd * c * c * c;
+  te.m4 = m4 - 4.0 * c * m3 + 6.0 * c * c * m - 3.0 * nd * c * c * c * c;
+}
+
 // Two-pass tile (all values finite, checked): one sweep for sum/l1/min/max/zeros,
 // then the corrected Σ(x - m0)^k over the same tile, which is still in L1, so the
 // second sweep costs no memory traffic. Exact whatever the data; tile_stats_fast falls
@@ -558,22 +589,9 @@ FS_FN bool tile_stats_two_pass(const typename Elem<D>::T* v, int64_t n, double s
     }
   }
   if (!(m <= kMaxFinite)) return false;  // Σd² overflowed: the slow path scales
-  t.numel = n;
-  t.n_nan = t.n_inf = t.n_dormant = 0;
-  t.n_zero = z;
-  t.n_finite = n;
-  t.sum = s;
-  t.l1 = a;
-  t.shift = shift_near(shift, m0);
-  const double c = sd / nd;
-  t.mean = (m0 - t.shift) + c;
-  t.m2 = m - sd * c;
-  t.sumsq = t.m2 + s * s / nd;  // Σx² = M2 + n·mean²: non-negative terms, no cancellation
-  t.min = static_cast<double>(lo);
-  t.max = static_cast<double>(hi);
+  const double c = two_pass_finish(t, n, shift, m0, s, a, z, lo, hi, sd, m);
   if (kExt) {
-    te->m3 = m3 - 3.0 * c * m + 2.0 * nd * c * c * c;
-    te->m4 = m4 - 4.0 * c * m3 + 6.0 * c * c * m - 3.0 * nd * c * c * c * c;
+    two_pass_finish_ext(*te, nd, c, m, m3, m4);
     // First-sweep extras of the extended pass, kept out of the default loop: the
     // smallest nonzero |x| and the overflow counts vectorize; the histogram is a
     // scatter, done from L1.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,49 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ..logger.stats import EMA, MAX, MEAN, MIN, NONE, PERCENTILES, SUM, Stats
+from ..logger.ops import MAX, MIN, SUM, Settings
+from ..logger.stats import Stats, settings_of
 
 Path = tuple[str, ...]
-Cfg = tuple[Any, ...]  # Stats.settings(): reduce, window, ema_coeff, clear, percentiles, throughput
-
-
-def _cfg_json(cfg: Cfg) -> list[Any]:
-    reduce, window, ema, clear, pct, throughput = cfg
-    w = "inf" if window == math.inf else window
-    return [reduce, w, ema, clear, None if pct is None else list(pct), throughput]
-
-
-def _cfg_from_json(raw: list[Any]) -> Cfg:
-    reduce, window, ema, clear, pct, throughput = raw
-    w = math.inf if window == "inf" else window
-    return (reduce, w, ema, bool(clear), None if pct is None else tuple(pct), bool(throughput))
-
-
-def describe(cfg: Cfg) -> str:
-    reduce, window, ema, clear, pct, throughput = cfg
-    text = f"reduce={reduce!r}, window={window!r}, ema_coeff={ema!r}, clear_on_reduce={clear}"
-    if pct is not None:
-        text += f", percentiles={list(pct)}"
-    return text + (", with_throughput=True" if throughput else "")
-
-
-def op_of(cfg: Cfg) -> int:
-    reduce, _, ema, _, _, _ = cfg
-    if reduce == "mean":
-        return EMA if ema is not None else MEAN
-    return {"min": MIN, "max": MAX, "sum": SUM, "percentiles": PERCENTILES}.get(reduce or "", NONE)
-
-
-def _prototype(cfg: Cfg) -> Stats:
-    reduce, window, ema, clear, pct, throughput = cfg
-    return Stats(
-        reduce=reduce,
-        window=window,
-        ema_coeff=ema,
-        clear_on_reduce=clear,
-        percentiles=None if pct is None else list(pct),
-        with_throughput=throughput,
-    )
 
 
 @dataclass
@@ -74,7 +34,7 @@ class Plan:
     """
 
     paths: list[Path]
-    cfgs: list[Cfg]
+    settings: list[Settings]
     maps: list[list[int]] | None = None
     first: list[tuple[int, int]] | None = None
     error: str | None = None
@@ -87,51 +47,49 @@ class Plan:
     lifetime: list[int] = field(default_factory=list)  # sums with no window, no clear
     throughput: list[int] = field(default_factory=list)
     int_aware: np.ndarray[Any, Any] = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    prototypes: list[Stats] = field(default_factory=list)
-    _group_first: dict[int, array[int]] = field(default_factory=dict)
+    _index: dict[int, array[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.error is not None:
             return
-        ops = [op_of(c) for c in self.cfgs]
-        self.ops = bytes(NONE if op == PERCENTILES else op for op in ops)
-        self.windows = array(
-            "q", [0 if c[1] is None or c[1] == math.inf else int(c[1]) for c in self.cfgs]
-        )
-        self.passed = [u for u, op in enumerate(ops) if op in (NONE, PERCENTILES)]
-        self.extremes = [u for u, op in enumerate(ops) if op in (MIN, MAX, SUM)]
-        self.int_aware = np.array([op not in (MEAN, EMA) for op in ops], dtype=bool)
-        self.lifetime = [
-            u for u, c in enumerate(self.cfgs) if c[0] == "sum" and c[1] is None and not c[3]
-        ]
-        self.throughput = [u for u, c in enumerate(self.cfgs) if c[5]]
-        protos: dict[Cfg, Stats] = {}
-        self.prototypes = [protos.get(c) or protos.setdefault(c, _prototype(c)) for c in self.cfgs]
+        sts = self.settings
+        self.ops = bytes(st.merge_op for st in sts)
+        self.windows = array("q", [st.window_len for st in sts])
+        self.passed = [u for u, st in enumerate(sts) if st.passes_values]
+        self.extremes = [u for u, st in enumerate(sts) if st.op in (MIN, MAX, SUM)]
+        self.int_aware = np.array([st.keeps_ints for st in sts], dtype=bool)
+        self.lifetime = [u for u, st in enumerate(sts) if st.lifetime_sum]
+        self.throughput = [u for u, st in enumerate(sts) if st.with_throughput]
 
-    def group_first(self, n_ranks: int) -> array[int]:
-        """Series offsets of the merge's groups: key-major, one series per rank."""
-        got = self._group_first.get(n_ranks)
+    def index(self, n_ranks: int) -> array[int]:
+        """Where each key is on each rank, key-major (``[u * n_ranks + r]``; -1: absent),
+        as the native merge reads it."""
+        got = self._index.get(n_ranks)
         if got is None:
-            got = self._group_first[n_ranks] = array(
-                "q", range(0, n_ranks * len(self.paths) + 1, n_ranks)
-            )
+            where = np.full((len(self.paths), n_ranks), -1, dtype=np.int64)
+            if self.maps is None:
+                where[:, :] = np.arange(len(self.paths))[:, None]
+            else:
+                for r, mapping in enumerate(self.maps):
+                    where[mapping, r] = np.arange(len(mapping))
+            got = self._index[n_ranks] = array("q", where.ravel().tolist())
         return got
 
 
 # (signature, Plan) of this rank's last key set: one reference, read and replaced whole,
 # so threads syncing different groups never pair one key set with another's plan.
-_local: list[tuple[list[tuple[Path, Cfg]], Plan] | None] = [None]
+_local: list[tuple[list[tuple[Path, Settings]], Plan] | None] = [None]
 
 
 def local_plan(paths: list[Path], stats: list[Stats]) -> Plan:
     """The plan of this rank's keys, with their schema (JSON) and its 16-byte digest.
     Kept from the last call: comparing (path, settings) pairs is far cheaper than
     encoding them again."""
-    signature = list(zip(paths, map(Stats.settings, stats), strict=True))
+    signature = list(zip(paths, settings_of(stats), strict=True))
     cached = _local[0]
-    if cached is not None and cached[0] == signature:
+    if cached is not None and cached[0] == signature:  # settings compare by identity
         return cached[1]
-    blob = json.dumps([[list(p), *_cfg_json(c)] for p, c in signature]).encode()
+    blob = json.dumps([[list(p), *st.to_json()] for p, st in signature]).encode()
     plan = Plan(list(paths), [c for _, c in signature])
     plan.blob = blob
     plan.digest = hashlib.blake2b(blob, digest_size=16).digest()
@@ -139,18 +97,18 @@ def local_plan(paths: list[Path], stats: list[Stats]) -> Plan:
     return plan
 
 
-def decode_schema(blob: bytes) -> list[tuple[Path, Cfg]]:
-    return [(tuple(item[0]), _cfg_from_json(item[1:])) for item in json.loads(blob)]
+def decode_schema(blob: bytes) -> list[tuple[Path, Settings]]:
+    return [(tuple(item[0]), Settings.from_json(item[1:])) for item in json.loads(blob)]
 
 
-def union_plan(schemas: Sequence[list[tuple[Path, Cfg]]]) -> Plan:
+def union_plan(schemas: Sequence[list[tuple[Path, Settings]]]) -> Plan:
     """The plan over the union of the ranks' keys (in order of first appearance, rank
     order), or one that holds the reason there is none: a key with different settings
     on different ranks, or a metric on one rank that holds nested metrics on another.
     The same on every rank: it depends on the schemas only."""
     index: dict[Path, int] = {}
     paths: list[Path] = []
-    cfgs: list[Cfg] = []
+    cfgs: list[Settings] = []
     first: list[tuple[int, int]] = []
     maps: list[list[int]] = []
     clashes: dict[Path, list[str]] = {}
@@ -163,7 +121,7 @@ def union_plan(schemas: Sequence[list[tuple[Path, Cfg]]]) -> Plan:
                 paths.append(path)
                 cfgs.append(cfg)
                 first.append((rank, i))
-            elif cfgs[u] != cfg:
+            elif cfgs[u] is not cfg:
                 clashes[path] = []
             mapping.append(u)
         maps.append(mapping)
@@ -171,7 +129,7 @@ def union_plan(schemas: Sequence[list[tuple[Path, Cfg]]]) -> Plan:
         for rank, keys in enumerate(schemas):
             for path, cfg in keys:
                 if path in clashes:
-                    clashes[path].append(f"rank {rank}: {describe(cfg)}")
+                    clashes[path].append(f"rank {rank}: {cfg.describe()}")
         shown = list(clashes.items())[:5]
         more = f" (and {len(clashes) - len(shown)} more keys)" if len(clashes) > len(shown) else ""
         text = "; ".join(f"key {_key(p)}: " + " | ".join(d) for p, d in shown)

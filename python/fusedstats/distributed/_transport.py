@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..logger import gather
+
 #: Header: magic, payload bytes, then the caller's fields.
 HEADER_FIELDS = 8
 HEADER_BYTES = 8 * HEADER_FIELDS
@@ -145,13 +147,16 @@ def _buffer(world: World, header: Any, payload: bytes, cap: int, slots: Slots | 
 
 
 def _fill(torch: Any, buf: Any, slots: Slots) -> None:
-    """Writes the slots' tensors into ``buf`` as float64, one stack per source device."""
+    """Writes the slots' tensors into ``buf`` as float64: each source device's values in
+    one native gather on that device (``logger/gather.py``), no host sync."""
     by_device: dict[Any, Slots] = {}
     for offset, tensor in slots:
         by_device.setdefault(tensor.device, []).append((offset, tensor))
     f64 = buf.view(torch.float64)
     for items in by_device.values():
-        values = torch.stack([t.reshape(()).to(torch.float64) for _, t in items])
+        values = gather.on_device([t for _, t in items])
+        if values is None:  # not a CUDA tensor the core may read: through torch
+            values = torch.stack([t.reshape(()).to(torch.float64) for _, t in items])
         index = torch.tensor([(HEADER_BYTES + off) // 8 for off, _ in items], device=buf.device)
         f64[index] = values.to(buf.device)
 

@@ -79,43 +79,20 @@ def _stats(
 ) -> TensorStats:
     items, names = inputs.check_list(tensors, names)
     torch = inputs.torch_module()
+    other_path = None
     if torch is not None and torch.compiler.is_compiling():
-        return ops.compiled_stats(
-            items,
-            _check_names(names, len(items)),
-            row_lens,
-            dormant_threshold,
-            out,
-            extended,
-            hist_out,
-        )
-    dtensor = inputs.dtensor_type()
-    if dtensor is not None and any(isinstance(x, dtensor) for x in items):
-        from . import sharded
-
-        return sharded.sharded_stats(
-            items,
-            _check_names(names, len(items)),
-            row_lens,
-            dormant_threshold,
-            out,
-            extended,
-            hist_out,
-        )
+        other_path = ops.compiled_stats
+    else:
+        dtensor = inputs.dtensor_type()
+        if dtensor is not None and any(isinstance(x, dtensor) for x in items):
+            from .sharded import sharded_stats as other_path
+    if other_path is not None:
+        named = _check_names(names, len(items))
+        return other_path(items, named, row_lens, dormant_threshold, out, extended, hist_out)
     if torch is not None:
         ops.ensure_registered()  # the first use of torch by fusedstats (cheap after)
     prep = inputs.prepare(items, names, row_lens)
     names = _check_names(names, len(prep.ptrs))
-    if out is None:
-        out = dispatch.new_output(prep, extended)
-    else:
-        dispatch.check_output(prep, out, extended)
-    hist = None
-    if extended:
-        if hist_out is None:
-            hist = dispatch.new_histogram(prep)
-        else:
-            dispatch.check_histogram(prep, hist_out)
-            hist = hist_out
+    out, hist = dispatch.output_buffers(prep, extended, out, hist_out)
     path, event = dispatch.run(prep, out, hist, dormant_threshold, extended)
     return TensorStats(out, names, path, extended=extended, histogram=hist, event=event)

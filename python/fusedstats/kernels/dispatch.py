@@ -27,7 +27,7 @@ def width(extended: bool) -> int:
 
 def record_bytes(extended: bool) -> int:
     """Bytes of one tensor's mergeable record (the C++ Partial or ExtRecord)."""
-    return int(_native.core().record_bytes(extended))
+    return int(_native.core.record_bytes(extended))
 
 
 def _empty(prep_kind: str, device: Any, shape: tuple[int, ...], dtype_name: str) -> Any:
@@ -96,6 +96,20 @@ def check_histogram(prep: Prepared, hist: Any) -> None:
     check_buffer(prep, hist, (len(prep.ptrs) + 1, HIST_BINS), "int64", "hist_out")
 
 
+def output_buffers(prep: Prepared, extended: bool, out: Any, hist_out: Any) -> tuple[Any, Any]:
+    """(rows buffer, histogram buffer or None) for a call: the caller's, checked, or new."""
+    if out is None:
+        out = new_output(prep, extended)
+    else:
+        check_output(prep, out, extended)
+    if not extended:
+        return out, None
+    if hist_out is None:
+        return out, new_histogram(prep)
+    check_histogram(prep, hist_out)
+    return out, hist_out
+
+
 def ptr(buf: Any) -> int:
     if buf is None:
         return 0
@@ -126,7 +140,7 @@ def run(
         if extended:
             hist.copy_(counts)
         return "torch", None
-    _native.core().tensor_stats(
+    _native.core.tensor_stats(
         prep.ptrs,
         prep.numels,
         prep.dtypes,
@@ -144,7 +158,7 @@ def records(
 ) -> None:
     """Per-tensor mergeable records of ``prep`` into ``buf`` ([n, record_bytes] uint8 on
     the inputs' device); with ``accumulate`` merged into what ``buf`` holds."""
-    core = _native.core()
+    core = _native.core
     if prep.kind != "cuda":
         core.tensor_records(
             prep.ptrs,
@@ -161,7 +175,7 @@ def records(
         try:
             cuda_path.tensor_records(prep, dormant_threshold, extended, buf, accumulate)
             return
-        except (cuda_path.CudaUnusable, NotImplementedError):
+        except cuda_path.CudaUnusable:
             pass
     # No usable _cuda: the CPU core on a host copy (one transfer each way).
     host = [t.cpu() for t in prep.keep]
@@ -182,7 +196,7 @@ def records(
 def finalize(records_buf: Any, n: int, extended: bool, out: Any, hist: Any) -> None:
     """Rows (and histograms) of ``n`` records into ``out`` (and ``hist``), same device."""
     torch = torch_module()
-    core = _native.core()
+    core = _native.core
     on_cuda = torch is not None and isinstance(records_buf, torch.Tensor) and records_buf.is_cuda
     if not on_cuda:
         core.finalize_records(ptr(records_buf), n, extended, ptr(out), ptr(hist) if extended else 0)
@@ -191,7 +205,7 @@ def finalize(records_buf: Any, n: int, extended: bool, out: Any, hist: Any) -> N
         try:
             cuda_path.finalize_records(records_buf, n, extended, out, hist)
             return
-        except (cuda_path.CudaUnusable, NotImplementedError):
+        except cuda_path.CudaUnusable:
             pass
     host_out = out.cpu()
     host_hist = hist.cpu() if extended else None
@@ -206,7 +220,7 @@ def finalize(records_buf: Any, n: int, extended: bool, out: Any, hist: Any) -> N
 def merge(src: Any, n_sources: int, n: int, extended: bool, include: Any, dst: Any) -> None:
     """dst[t] = src[s][t] merged over s in order where include[s][t] (same device)."""
     torch = torch_module()
-    core = _native.core()
+    core = _native.core
     on_cuda = torch is not None and isinstance(src, torch.Tensor) and src.is_cuda
     if not on_cuda:
         core.merge_records(ptr(src), n_sources, n, extended, ptr(include), ptr(dst))
@@ -215,7 +229,7 @@ def merge(src: Any, n_sources: int, n: int, extended: bool, include: Any, dst: A
         try:
             cuda_path.merge_records(src, n_sources, n, extended, include, dst)
             return
-        except (cuda_path.CudaUnusable, NotImplementedError):
+        except cuda_path.CudaUnusable:
             pass
     host_src, host_dst = src.cpu(), dst.cpu()
     host_inc = include.cpu() if include is not None else None

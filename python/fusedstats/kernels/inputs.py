@@ -158,34 +158,49 @@ def readable_tensor(x: Any, what: str, torch: Any) -> tuple[Any, int, bool]:
 
 
 def _numpy_owner_bounds(x: np.ndarray[Any, Any]) -> tuple[int, int] | None:
-    """Address range [low, high) of the memory that owns ``x``'s data, if known."""
+    """Address range [low, high) of the memory that owns ``x``'s data, if known: an
+    ndarray that owns its data, a torch tensor's storage (``tensor.numpy()``), or any
+    object with the buffer protocol (bytes, memoryview, mmap); stride-trick wrappers
+    (``as_strided``'s DummyArray) are followed through their ``base``."""
     base: Any = x
-    while isinstance(base, np.ndarray) and not base.flags.owndata and base.base is not None:
-        base = base.base
-    if isinstance(base, np.ndarray):
-        if not base.flags.owndata:
-            return None
-        owner = base.reshape(-1) if base.flags.c_contiguous else None
-        if owner is None:
-            return None
-        low = owner.ctypes.data
-        return low, low + owner.nbytes
-    try:
-        view = np.frombuffer(base, dtype=np.uint8)
-    except (TypeError, ValueError, BufferError):
-        return None
-    low = view.ctypes.data
-    return low, low + view.nbytes
+    for _ in range(64):
+        if isinstance(base, np.ndarray):
+            if base.flags.owndata or base.base is None:
+                return _array_extent(base)
+            base = base.base
+            continue
+        torch = torch_module()
+        if torch is not None and isinstance(base, torch.Tensor):
+            storage = base.untyped_storage()
+            return storage.data_ptr(), storage.data_ptr() + storage.nbytes()
+        try:
+            view = np.frombuffer(base, dtype=np.uint8)
+        except (TypeError, ValueError, BufferError, AttributeError):
+            inner = getattr(base, "base", None)
+            if inner is None:
+                return None
+            base = inner
+            continue
+        low = view.ctypes.data
+        return low, low + view.nbytes
+    return None
+
+
+def _array_extent(x: np.ndarray[Any, Any]) -> tuple[int, int]:
+    """Address range [low, high) that ``x``'s elements span (its data, by its strides)."""
+    low = high = int(x.ctypes.data)
+    if x.size == 0:
+        return low, low
+    for size, stride in zip(x.shape, x.strides, strict=True):
+        span = (size - 1) * stride
+        low, high = (low + span, high) if span < 0 else (low, high + span)
+    return low, high + x.itemsize
 
 
 def _check_array_extent(x: np.ndarray[Any, Any], what: str) -> None:
     if x.size == 0 or (x.flags.owndata and x.flags.c_contiguous):
         return
-    low = high = x.ctypes.data
-    for size, stride in zip(x.shape, x.strides, strict=True):
-        span = (size - 1) * stride
-        low, high = (low + span, high) if span < 0 else (low, high + span)
-    high += x.itemsize
+    low, high = _array_extent(x)
     bounds = _numpy_owner_bounds(x)
     if bounds is None or low < bounds[0] or high > bounds[1]:
         raise TypeError(

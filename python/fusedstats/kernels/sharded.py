@@ -161,14 +161,6 @@ def sharded_stats(
     include = _include_mask([(m, p) for _, m, p in views], group_ranks, gathered.device, torch)
     merged = local_records.new_empty(local_records.shape)
     dispatch.merge(gathered, world, n, extended, include, merged)
-    if out is None:
-        out = dispatch.new_output(prep, extended)
-    else:
-        dispatch.check_output(prep, out, extended)
-    hist = None
-    if extended:
-        hist = dispatch.new_histogram(prep) if hist_out is None else hist_out
-        if hist_out is not None:
-            dispatch.check_histogram(prep, hist_out)
+    out, hist = dispatch.output_buffers(prep, extended, out, hist_out)
     dispatch.finalize(merged, n, extended, out, hist)
     return TensorStats(out, names, "sharded", extended=extended, histogram=hist)

@@ -160,7 +160,7 @@ class Flattener:
     the native flattener's own dict and list, updated in place."""
 
     def __init__(self) -> None:
-        self._native = _native.core().InfoFlattener(classify_type, leaf_array)
+        self._native = _native.core.InfoFlattener(classify_type, leaf_array)
         self.ids: dict[str, int] = self._native.ids
         self.names: list[str] = self._native.names
 
