@@ -23,13 +23,18 @@ LINK = re.compile(r"\]\((?!https?://)([^)#\s]*)(?:#([^)\s]+))?\)")
 
 def test_pages_with_examples_are_found() -> None:
     names = {path.name for path in PAGES}
-    assert {"reporter.md", "store.md"} <= names, f"doc pages with examples: {sorted(names)}"
+    expected = {"reporter.md", "store.md", "logger.md", "distributed.md"}
+    assert expected <= names, f"doc pages with examples: {sorted(names)}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda path: path.name)
 def test_examples_run(page: Path) -> None:
     result = doctest.testfile(
-        str(page), module_relative=False, optionflags=doctest.ELLIPSIS, raise_on_error=False
+        str(page),
+        module_relative=False,
+        optionflags=doctest.ELLIPSIS,
+        encoding="utf-8",
+        raise_on_error=False,
     )
     assert result.attempted > 0, f"{page.name}: no example ran"
     assert result.failed == 0, f"{result.failed} example(s) of {page.name} failed (see output)"
