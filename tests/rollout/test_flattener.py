@@ -370,7 +370,7 @@ def test_one_segment_per_key_once_the_shape_repeats() -> None:
 
 
 def test_unseen_keys_are_forgotten_and_the_table_stays_bounded() -> None:
-    """Keys that embed ever-new ids (issue 17 item 15): forgotten after forget_after
+    """Keys that embed ever-new ids (docs/reporter.md, forget_after): forgotten after forget_after
     clear() periods unseen; the key table and the walk's path nodes stay bounded."""
     stats = RolloutStats(forget_after=3)
     sizes = []
