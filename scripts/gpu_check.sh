@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one GPU check of the CUDA path, for a session that has a GPU (review, issue 19).
+# The one GPU check of the CUDA path, for a session that has a GPU (README "On GPU").
 # Nothing here has run on hardware yet. In order, each step logged to $OUT (default
 # bench/results/gpu_check/):
 #   1. build fusedstats with nvcc for the GPU present (CMAKE_CUDA_ARCHITECTURES=native);

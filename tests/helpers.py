@@ -1,6 +1,6 @@
 """Shared test helpers: compare kernel buffers with the pure-torch reference, and make data.
 
-Tolerances follow spec/tensor_stats.md: relative 1e-9 for float64 inputs and 1e-6 for
+Tolerances follow docs/tensor_stats.md (Numerics): relative 1e-9 for float64 inputs and 1e-6 for
 narrower ones; counts, min, max and abs_max are exact; NaN must meet NaN. Sums and means
 cancel near zero, so their tolerance is relative to sum|x| (l1) instead of to themselves.
 """

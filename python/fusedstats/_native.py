@@ -44,6 +44,8 @@ class _Extension:
         return self._module
 
     def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):  # introspection (doctest, inspect): not the module's
+            raise AttributeError(attr)
         module = self.load()
         if module is None:
             if self._hint is not None:

@@ -1,6 +1,6 @@
-"""A slow, plain-list model of spec/metrics_logger.md, to check fusedstats against.
+"""A slow, plain-list model of docs/logger.md, to check fusedstats against.
 
-Every rule is written the way the spec states it, with no bounded-memory tricks: a Stats
+Every rule is written the way that page states it, with no bounded-memory tricks: a Stats
 keeps every value it was given until a reduce says otherwise, and each peek reduces the
 list from scratch. Tests compare only observable results (peek, reduce, merge) with
 fusedstats, so the model is free to be this wasteful.
@@ -32,7 +32,7 @@ def nan_ignoring(method: str, values: list[Any]) -> Any:
     """mean/min/max/sum over the non-NaN values; NaN when all are NaN, but 0.0 for a
     sum (numpy's nansum, which RLlib 2.40 uses).
 
-    Python ints in give a python int out for sum/min/max (the spec's promise); everything
+    Python ints in give a python int out for sum/min/max (docs/logger.md, "Reductions"); everything
     else is a python float.
     """
     kept = [v for v in values if not is_nan(v)]
@@ -61,7 +61,7 @@ def percentile(values: list[Any], q: float) -> float:
 
 
 class Stats:
-    """The spec's Stats: settings, a plain list of values, and the last two reduce results."""
+    """The model's Stats: settings, a plain list of values, and the last two reduce results."""
 
     def __init__(
         self,
@@ -239,7 +239,7 @@ def _settings_kwargs(
 
 
 class MetricsLogger:
-    """The spec's MetricsLogger over model Stats, in a nested dict."""
+    """The model's MetricsLogger over model Stats, in a nested dict."""
 
     def __init__(self) -> None:
         self.stats: dict[str, Any] = {}

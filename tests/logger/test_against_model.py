@@ -1,4 +1,7 @@
-"""Property tests: random logging sessions on fusedstats and on the spec model agree.
+"""Property tests: random logging sessions on fusedstats and on the model agree.
+
+The model (spec_model.py) is docs/logger.md written as plain lists, with no speed or
+bounded-memory tricks.
 
 A session: a few component loggers log random values under a few keys (settings drawn
 per key; later calls pass other settings, which must be ignored), peek and reduce at
@@ -24,7 +27,7 @@ import fusedstats
 INF = math.inf
 NAN = math.nan
 KEYS: list[Any] = ["a", "b", ("n", "x"), ("n", "y", "z")]
-INT_TYPED = ("sum", "min", "max")  # the spec keeps python ints for these
+INT_TYPED = ("sum", "min", "max")  # python ints stay ints for these (docs/logger.md)
 
 PROPERTY_SETTINGS = settings(
     max_examples=60,
@@ -209,7 +212,7 @@ stats_ops = st.one_of(
 @given(stats_settings=key_settings(), steps=st.lists(stats_ops, max_size=30))
 def test_stats_match_the_model(stats_settings, steps):
     """Three Stats with one setting, pushed, peeked, reduced and merged directly (also
-    before any reduce: the parallel merge must see what the spec's plain list holds)."""
+    before any reduce: the parallel merge must see what the model's plain list holds)."""
     run_stats(stats_settings, steps, int_types=False)
 
 

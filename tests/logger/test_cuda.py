@@ -1,5 +1,5 @@
 """CUDA tensors: logged with no host sync, reduced to the right numbers, moved to the host
-in one batched transfer (spec: "Device tensors")."""
+in one batched transfer (docs/logger.md, "Tensors")."""
 
 import math
 import warnings
@@ -99,7 +99,7 @@ def test_tensor_mode_with_cuda_tensors():
     assert float(logger.reduce(return_stats_obj=False)["loss"]) == 0.5
 
 
-# ---- the native gather (issue 18) ------------------------------------------------------------
+# ---- the native gather (docs/logger.md, "Tensors") -------------------------------------------
 
 
 def test_the_gpu_gather_widens_every_16_bit_pattern_like_torch():

@@ -1,5 +1,6 @@
-"""Beyond RLlib (spec, last section): percentiles, throughput, timing, numeric dunders,
-bounded memory, torch tensors and tensor mode."""
+"""Beyond RLlib 2.40 (docs/logger.md: "Percentiles and throughput", "Memory", "Tensors"):
+percentiles, throughput, timing, numeric dunders, bounded memory, torch tensors and tensor
+mode."""
 
 import math
 import threading

@@ -1,4 +1,4 @@
-"""Logged tensors at the speed of logged floats (issue 18): the native gather of
+"""Logged tensors at the speed of logged floats (docs/logger.md, "Tensors"): the native gather of
 one-element tensors (CPU here; the CUDA kernel runs the same widening code, see
 tests/logger/test_cuda.py), its memory-safety rule, and logging sessions that mix floats
 and tensors of every dtype giving exactly the numbers of the same values as floats."""

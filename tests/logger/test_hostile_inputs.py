@@ -1,6 +1,6 @@
-"""Inputs that must not poison a logger (issue 17, items 11 and 12): an int no float can
-hold is refused at log time naming the key, and set_state checks the whole state before
-it replaces anything."""
+"""Inputs that must not poison a logger (docs/logger.md, "What can be logged" and "State"):
+an int no float can hold is refused at log time naming the key, and set_state checks the
+whole state before it replaces anything."""
 
 from __future__ import annotations
 

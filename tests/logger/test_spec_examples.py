@@ -1,14 +1,15 @@
-"""Every numbered example of spec/metrics_logger.md, run on fusedstats and on the spec model.
+"""The worked examples of docs/logger.md, run on fusedstats and on the model.
 
-The `lib` fixture (tests/logger/conftest.py) runs each test twice: once on `fusedstats`,
-once on `tests/logger/spec_model.py`, so the model the property tests rely on is held to
-the same numbers.
+The page runs its own examples on fusedstats (tests/test_docs.py). Here the `lib` fixture
+(tests/logger/conftest.py) runs each of them twice: once on `fusedstats`, once on
+`tests/logger/spec_model.py`, so the model the property tests rely on is held to the same
+numbers. The comments above each group name the page's section.
 """
 
 from pytest import approx
 from tests.logger.compare import assert_same
 
-# ---- Stats ----------------------------------------------------------------------------
+# ---- "Reductions" ----------------------------------------------------------------------
 
 
 def test_default_mean_is_an_ema_of_001(lib):
@@ -56,7 +57,7 @@ def test_no_reduce_keeps_the_window_as_a_list(lib):
 # does not time.
 
 
-# ---- Stats.merge_in_parallel ------------------------------------------------------------
+# ---- "Merging": Stats.merge_in_parallel -------------------------------------------------
 
 
 def _filled(lib, values, **settings):
@@ -68,7 +69,7 @@ def _filled(lib, values, **settings):
 
 def _merged_both_ways(lib, lists, **settings):
     """The parallel merge of `lists`, done as `first.merge_in_parallel(*rest)` and as
-    `empty.merge_in_parallel(*all)`; the spec gives both the same values."""
+    `empty.merge_in_parallel(*all)`; the merge rule gives both the same values."""
     first, *rest = (_filled(lib, v, **settings) for v in lists)
     first.merge_in_parallel(*rest)
     empty = lib.Stats(**settings)
@@ -119,7 +120,7 @@ def test_parallel_list_infinite_window(lib):
         assert list(s.peek()) == [2, 1]
 
 
-# ---- MetricsLogger -----------------------------------------------------------------------
+# ---- "Reductions", "reduce() and previous results", "The other calls" (logger) -----------
 
 
 def test_logger_default_ema(lib):
@@ -134,18 +135,6 @@ def test_logger_window_2(lib):
     for v in (2.0, 3.0, 4.0):
         logger.log_value("a", v, window=2)
     assert logger.reduce(return_stats_obj=False) == {"a": approx(3.5)}
-
-
-def test_two_components_merge_downstream(lib):
-    results = []
-    for values in ([1.0, 2.0], [3.0, 4.0]):
-        component = lib.MetricsLogger()
-        for v in values:
-            component.log_value("a", v, window=10)
-        results.append(component.reduce())
-    downstream = lib.MetricsLogger()
-    downstream.merge_and_log_n_dicts(results)
-    assert downstream.reduce(return_stats_obj=False) == {"a": approx(2.5)}
 
 
 def test_nested_key_peeks_as_a_subtree(lib):
@@ -192,6 +181,21 @@ def test_log_dict_window_10(lib):
     assert_same(logger.reduce(return_stats_obj=False), expected)
 
 
+# ---- "merge_and_log_n_dicts" ------------------------------------------------------------
+
+
+def test_two_components_merge_downstream(lib):
+    results = []
+    for values in ([1.0, 2.0], [3.0, 4.0]):
+        component = lib.MetricsLogger()
+        for v in values:
+            component.log_value("a", v, window=10)
+        results.append(component.reduce())
+    downstream = lib.MetricsLogger()
+    downstream.merge_and_log_n_dicts(results)
+    assert downstream.reduce(return_stats_obj=False) == {"a": approx(2.5)}
+
+
 def _reduced_component(lib, key, values, **settings):
     component = lib.MetricsLogger()
     for v in values:
@@ -235,6 +239,28 @@ def test_merge_windowed_sums(lib):
     main = lib.MetricsLogger()
     main.merge_and_log_n_dicts(results)
     assert main.peek("some_stat") == 115  # window of [75, 10, 100, 5]
+
+
+def test_lifetime_sums_over_two_rounds_leave_the_inputs_alone(lib):
+    w1, w2, driver = lib.MetricsLogger(), lib.MetricsLogger(), lib.MetricsLogger()
+    w1.log_value("steps", 50, reduce="sum")
+    w1.log_value("steps", 25, reduce="sum")
+    w2.log_value("steps", 75, reduce="sum")
+    driver.merge_and_log_n_dicts([w1.reduce(), w2.reduce()])
+    assert driver.peek("steps") == 150
+    w1.log_value("steps", 10)
+    r1, r2 = w1.reduce(), w2.reduce()
+    assert (r1["steps"].peek(), r1["steps"].peek(previous=True)) == (85, 75)
+    driver.merge_and_log_n_dicts([r1, r2])
+    assert driver.peek("steps") == 160
+    for _ in range(2):  # the same results, merged again elsewhere: only what is new
+        other = lib.MetricsLogger()
+        other.merge_and_log_n_dicts([r1, r2])
+        assert other.peek("steps") == 10 and type(other.peek("steps")) is int
+    assert list(r1["steps"].values) == [85] and w1.peek("steps") == 85
+
+
+# ---- "The other calls" -------------------------------------------------------------------
 
 
 def test_reset_forgets_everything(lib):

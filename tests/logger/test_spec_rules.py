@@ -1,4 +1,5 @@
-"""The spec's stated rules, one small case each, on fusedstats and on the spec model."""
+"""The rules docs/logger.md states, one small case each, on fusedstats and on the model
+(spec_model.py)."""
 
 import math
 
@@ -45,7 +46,7 @@ def test_nan_is_ignored(lib, method, expected):
 
 @pytest.mark.parametrize("method", ["mean", "min", "max"])
 def test_all_nan_gives_nan(lib, method):
-    # The spec: "NaN-ignoring (all-NaN -> NaN)" for mean/min/max.
+    # docs/logger.md, "Reductions": mean/min/max of only NaN are NaN.
     assert math.isnan(_filled(lib, [NAN, NAN], reduce=method, window=5).peek())
 
 

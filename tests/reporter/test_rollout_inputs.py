@@ -1,4 +1,4 @@
-"""Infos that cannot poison the reporter's rollout stats (issue 17, items 13 and 15): a
+"""Infos that cannot poison the reporter's rollout stats (docs/reporter.md, rollout infos): a
 cyclic or ~1,000-deep info is skipped and counted while the call's other infos are
 kept, a single dict is one info, a non-list is refused with a warning, and keys that
 embed ever-new ids do not grow the key table forever."""

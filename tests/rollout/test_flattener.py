@@ -370,7 +370,7 @@ def test_one_segment_per_key_once_the_shape_repeats() -> None:
 
 
 def test_unseen_keys_are_forgotten_and_the_table_stays_bounded() -> None:
-    """Keys that embed ever-new ids (issue 17 item 15): forgotten after forget_after
+    """Keys that embed ever-new ids (docs/reporter.md, forget_after): forgotten after forget_after
     clear() periods unseen; the key table and the walk's path nodes stay bounded."""
     stats = RolloutStats(forget_after=3)
     sizes = []
@@ -486,3 +486,17 @@ def test_shared_subdicts_that_blow_up_are_refused_in_bounded_time() -> None:
     assert got["rejected"] == {"too large": 1} and got["means"] == {"ok": 1.0}
     assert got["seconds"] < 20
     assert got["table"] == [1, 2]  # the refused info's 100,000s of new paths are undone
+
+
+def test_the_entry_limit_is_the_one_the_message_names() -> None:
+    """An info of 262,144 dict entries (nested ones counted) is read; one more entry
+    and it is refused as too large, with a message that names that limit."""
+    limit = 262_144
+    flat = {f"k{i}": 1.0 for i in range(limit - 1)}
+    stats = RolloutStats()
+    stats.add([{**flat, "last": {}}])  # limit - 1 leaves and one (empty) dict: the limit
+    assert stats.rejected == {} and len(stats) == limit - 1
+    stats.add([{**flat, "last": {"one_more": 2.0}}, {"ok": 1.0}])
+    assert stats.rejected == {"too large": 1} and stats.means()["ok"] == 1.0
+    assert "one_more" not in stats
+    assert f"more than {limit:,} entries" in (stats.last_rejection or "")

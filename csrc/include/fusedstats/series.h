@@ -2,7 +2,7 @@
 // keys): one call reduces every key, instead of a Python loop per key.
 //
 // A batch is a flat array of values with offsets: series i is
-// values[offsets[i] .. offsets[i+1]). Semantics follow spec/metrics_logger.md:
+// values[offsets[i] .. offsets[i+1]). Semantics: docs/logger.md ("Reductions"):
 // mean/min/max ignore NaN (all-NaN or empty -> NaN); sum is numpy.nansum (NaN read as
 // 0: all-NaN or empty -> 0); EMA starts at the first value and folds m = c*v + (1-c)*m,
 // a NaN poisons it.
@@ -41,7 +41,7 @@ struct MergeOut {
   std::vector<int64_t> offsets;
 };
 
-// The parallel merge of groups of series (spec: merge_in_parallel). Group g merges
+// The parallel merge of groups of series (docs/logger.md, "Merging"). Group g merges
 // series [group_first[g], group_first[g+1]), the first being the base; series s has
 // lens[s] values. Walking all series from their ends, index by index, the values
 // present at that index give: kSum/kNone: themselves, in series order; kMean/kMin/
@@ -50,7 +50,7 @@ struct MergeOut {
 // never); the result is reversed. Only the values the walk reaches are read, through
 // read(s, k) -> Value (k counted from the series' start), and a list's (kNone) items
 // are not read at all: with a window of W a long series costs W reads, not its length.
-// A windowed result keeps only its last W values (the spec's walk may leave up to
+// A windowed result keeps only its last W values (the walk may leave up to
 // W + n - 1; a window reads only the last W, and a windowed Stats holds no more).
 //
 // Output per group, at out.offsets[g] .. out.offsets[g+1]: (source, value), source

@@ -1,11 +1,11 @@
 """A plain-Python metrics logger: the baseline ``fusedstats bench`` and ``bench_logger.py`` race.
 
 This is the logger a user would write by hand: a dict from key to a list of values,
-reduced in a Python loop. It follows the reductions of the spec
-(``shared/spec/metrics_logger.md``): windowed mean/min/max/sum, EMA (first value as
-is, then ``m = c*v + (1-c)*m``), NaN-ignoring reductions, the index-interleaving
-parallel merge and the lifetime-sum compensation of ``merge_and_log_n_dicts``. It is
-deliberately not optimized: the lists grow until ``reduce()`` trims them, as in RLlib.
+reduced in a Python loop. It follows the reductions of ``docs/logger.md``: windowed
+mean/min/max/sum, EMA (first value as is, then ``m = c*v + (1-c)*m``), NaN-ignoring
+reductions, the index-interleaving parallel merge and the lifetime-sum compensation
+of ``merge_and_log_n_dicts``. It is deliberately not optimized: the lists grow until
+``reduce()`` trims them, as in RLlib.
 
 Keys are flat (a ``str`` or a tuple used as one dict key); there is no nesting, no
 tensor mode, no timing, no thread safety.

@@ -68,7 +68,8 @@ _PERCENTILES = bytes([PERCENTILES])
 
 
 def kept_after_reduce(st: Settings, vals: list[Any], reduced: Any) -> list[Any]:
-    """The values a Stats keeps after a reduce (spec: Stats.reduce)."""
+    """The values a Stats keeps after a reduce (docs/logger.md, "reduce() and previous
+    results")."""
     if st.passes_values or not vals:
         return vals  # nothing reduced leaves nothing behind (no NaN or 0 placeholder)
     if st.window is None:

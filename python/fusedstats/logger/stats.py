@@ -1,7 +1,7 @@
 """Stats: the values of one logged metric and how they reduce.
 
 Semantics follow RLlib's ``Stats`` (the generation with ``reduce(return_stats_obj=...)``,
-RLlib <= 2.40), see ``spec/metrics_logger.md``; reductions run in the compiled core
+RLlib <= 2.40), as ``docs/logger.md`` describes; reductions run in the compiled core
 (``fusedstats.logger.batch``), one call for any number of Stats.
 
 Memory is bounded by construction: a windowed Stats holds at most ``window`` values
@@ -261,7 +261,8 @@ class Stats:
         return (float(value) - base) / elapsed
 
     def reduce(self) -> Stats:
-        """Commits the reduction; returns the Stats holding the result (see the spec).
+        """Commits the reduction; returns the Stats holding the result (docs/logger.md,
+        "reduce() and previous results").
 
         That is this Stats, except with ``clear_on_reduce``: then this one is emptied
         and a new one holds the reduced values.
@@ -286,8 +287,8 @@ class Stats:
         self._extend(other._values, other._tensors)
 
     def merge_in_parallel(self, *others: Stats) -> None:
-        """Merges Stats of parallel components into this one (spec: index by index
-        from the ends, stopping at the window)."""
+        """Merges Stats of parallel components into this one (docs/logger.md, "Merging":
+        index by index from the ends, stopping at the window)."""
         for o in others:
             self._check_mergeable(o)
         merge_groups([[self, *others]])

@@ -6,7 +6,7 @@ payload follows Metta's key conventions (``overview/sps``, ``env_game/...``,
 fused kernel, and sinks (W&B, JSONL, console, your own) run on a background thread.
 
 Import it as ``fusedstats.reporter``; ``import fusedstats`` does not load it (it brings
-numba and pydantic).
+numba and pydantic). The reference, with every payload key: docs/reporter.md.
 
 Example:
     >>> from fusedstats.reporter import StatsReporter, StatsReporterConfig, Stopwatch

@@ -60,7 +60,7 @@ class StatsReporterConfig(BaseModel):
     # histograms across parameters. Off by default: it adds ~5 keys per parameter.
     per_parameter_grad_stats: bool = False
 
-    # Model health (fusedstats.health; payload keys in README "Model health"). Extended
+    # Model health (fusedstats.health; payload keys in docs/reporter.md). Extended
     # stats add grad/kurtosis, grad/min_abs_nonzero, grad/dynamic_range_log2 and
     # grad/underflow_<fmt>, grad/overflow_<fmt> for bf16, fp16, e4m3, e5m2 (weights/...
     # likewise) to the epochs that compute gradient (weight) stats, in the same pass.

@@ -6,6 +6,9 @@ buffers that numba kernels then reduce (count, sum, mean, M2, min, max per key).
 Importing this package loads numpy only; numba is imported by :func:`warmup` (which
 :class:`RolloutStats` calls when it is built), and torch is never imported here: tensors
 are recognised only when the caller has imported torch.
+
+What a leaf is, and what is skipped, rejected or forgotten: docs/reporter.md, "Rollout
+infos".
 """
 
 from __future__ import annotations

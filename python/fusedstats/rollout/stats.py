@@ -21,7 +21,7 @@ _STAT_NAMES = ("count", "sum", "mean", "std", "min", "max")
 _REASONS = {
     "cycle": "contains itself (a cycle)",
     "too deep": "is nested deeper than 512 levels",
-    "too large": "has more than 4,194,304 entries (shared sub-dicts counted each time)",
+    "too large": "has more than 262,144 entries (shared sub-dicts counted each time)",
     "changed during the call": "changed size while it was read (another thread, or a "
     "leaf's __float__, changed it)",
     "bad key": "has a key that cannot be turned into a str",
@@ -69,7 +69,7 @@ class RolloutStats:
     under ``str(key)``.
 
     :meth:`add` never raises on bad input. An info dict that cannot be read as a whole
-    (one that contains itself, is nested deeper than 512 levels, has more than 4 M
+    (one that contains itself, is nested deeper than 512 levels, has more than 262,144
     entries, or is changed by another thread while it is read) is left out entirely and
     counted in :attr:`rejected` by reason (:attr:`last_rejection` says which info and
     where); the call's other infos are accumulated.

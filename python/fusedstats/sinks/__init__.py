@@ -2,7 +2,8 @@
 delivers them off the training thread.
 
 ``import fusedstats.sinks`` does not import ``wandb``: :class:`WandbSink` takes a run
-the caller created.
+the caller created. What each sink writes, the runner's retries, breaker and spool, and
+``finalize``'s delivery report: docs/reporter.md, "Sinks".
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ Three ways to reach one, with the same methods (:class:`StatsStore`):
   and a disk spool that keeps writes while the server is away.
 
 :func:`connect` picks one from a target. Importing this package loads neither
-SQLAlchemy nor httpx; each is imported when a store that needs it is made.
+SQLAlchemy nor httpx; each is imported when a store that needs it is made. The schema,
+the HTTP API and what the client and server promise: docs/store.md.
 """
 
 from __future__ import annotations
