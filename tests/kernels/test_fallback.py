@@ -62,3 +62,20 @@ def test_float8_inputs() -> None:
     x = torch.randn(100).to(torch.float8_e4m3fn)
     rows, _ = fallback.stats_buffers([x])
     assert_matches_reference(rows, [x.to(torch.float64)])
+
+
+@property_settings(max_examples=15)
+@given(case=cases(max_tensors=10, libs=("torch",)), extended=st.booleans())
+def test_dispatch_torch_path_is_the_fallback(case, extended: bool) -> None:
+    # What CUDA tensors without a usable _cuda get, run here on CPU tensors: the same
+    # buffers as the CPU kernel's, to the tolerance.
+    from fusedstats.kernels import dispatch, inputs
+
+    tensors = make_tensors(case)
+    prep = inputs.prepare(tensors, None)
+    out, hist = dispatch.output_buffers(prep, extended, None, None)
+    dispatch.torch_path(prep, out, hist, 0.0, extended)
+    if extended:
+        assert_extended_close(out, hist, tensors)
+    else:
+        assert_matches_reference(out, tensors)

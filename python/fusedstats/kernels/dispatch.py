@@ -131,14 +131,7 @@ def run(
                 pass  # said once by cuda_path; fall through to the torch path
         else:
             _say_no_cuda_once()
-        from . import reference
-
-        rows, counts = reference.stats_buffers(
-            prep.keep, prep.row_lens, dormant_threshold, extended
-        )
-        out.copy_(rows)
-        if extended:
-            hist.copy_(counts)
+        torch_path(prep, out, hist, dormant_threshold, extended)
         return "torch", None
     _native.core.tensor_stats(
         prep.ptrs,
@@ -151,6 +144,19 @@ def run(
         ptr(hist),
     )
     return "cpu", None
+
+
+def torch_path(
+    prep: Prepared, out: Any, hist: Any, dormant_threshold: float, extended: bool
+) -> None:
+    """Fills ``out`` (and ``hist``) with the exact pure-torch code of fallback.py, on the
+    tensors' device: what CUDA tensors get without a usable ``_cuda``."""
+    from . import fallback
+
+    rows, counts = fallback.stats_buffers(prep.keep, prep.row_lens, dormant_threshold, extended)
+    out.copy_(rows)
+    if extended:
+        hist.copy_(counts)
 
 
 def records(
