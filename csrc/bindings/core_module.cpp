@@ -301,6 +301,25 @@ PYBIND11_MODULE(_core, m) {
       "dst[t] = records src[s][t] merged over sources in order, where include[s][t] "
       "(uint8; 0 pointer: all).");
 
+  m.def(
+      "unit_abs_sums",
+      [](uintptr_t data_ptr, int32_t dtype, int64_t before, int64_t units, int64_t after,
+         uintptr_t acc_ptr) {
+        require(dtype >= 0 && dtype < fs::kNumDTypes, "unit_abs_sums: unknown dtype code");
+        require(before >= 0 && units >= 0 && after >= 0, "unit_abs_sums: negative size");
+        if (before == 0 || units == 0 || after == 0) return;
+        require(units <= INT64_MAX / before && after <= INT64_MAX / (before * units),
+                "unit_abs_sums: size overflows");
+        py::gil_scoped_release release;
+        fs::cpu::unit_abs_sums(reinterpret_cast<const void*>(data_ptr), dtype, before, units,
+                               after, reinterpret_cast<double*>(acc_ptr));
+      },
+      py::arg("data_ptr"), py::arg("dtype"), py::arg("before"), py::arg("units"),
+      py::arg("after"), py::arg("acc_ptr"),
+      "acc[u] += sum over b, a of |x[b, u, a]| (float64 acc of `units`) for the contiguous "
+      "host buffer x viewed as [before, units, after]; the same bits at any thread count. "
+      "The caller guarantees valid pointers and sizes.");
+
   m.def("record_bytes", &fs::cpu::record_bytes, py::arg("extended"),
         "Bytes of one tensor's mergeable record.");
 

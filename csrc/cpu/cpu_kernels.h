@@ -19,6 +19,8 @@ namespace cpu {
                       Partial* out, int num_threads, bool parallel);                        \
   void chunk_records(const Chunk* chunks, int64_t n_chunks, double dormant_threshold,       \
                      ExtRecord* out, int num_threads, bool parallel);                       \
+  void unit_abs_sums(const void* data, int32_t dtype, int64_t before, int64_t units,        \
+                     int64_t after, double* acc, int num_threads, bool parallel);           \
   }
 FS_DECLARE_ISA(baseline)
 #if defined(FUSEDSTATS_HAVE_AVX2)
@@ -45,6 +47,13 @@ void finalize_records(const void* records, int64_t n, bool extended, double* row
 // blocks of n records (e.g. the records of every rank, gathered).
 void merge_records(const void* src, int64_t n_sources, int64_t n, bool extended,
                    const uint8_t* include, void* dst);
+
+// ReDo's per-unit sums: acc[u] += Σ over b, a of |x[b, u, a]| for the contiguous
+// buffer x (dtype a DType code) viewed as [before, units, after]; acc holds `units`
+// doubles. Every element is widened to double; each acc[u] is summed in one fixed
+// order, so the bits are the same at any thread count. Unknown dtypes: nothing.
+void unit_abs_sums(const void* data, int32_t dtype, int64_t before, int64_t units, int64_t after,
+                   double* acc);
 
 // tensor_records + finalize_records.
 void tensor_stats(const TensorDesc* tensors, int64_t n_tensors, double dormant_threshold,

@@ -19,6 +19,7 @@ std::atomic<int> g_num_threads{0};  // 0: not set, use omp_get_max_threads()
 
 using ChunkLoop = void (*)(const Chunk*, int64_t, double, Partial*, int, bool);
 using RecordLoop = void (*)(const Chunk*, int64_t, double, ExtRecord*, int, bool);
+using UnitSumLoop = void (*)(const void*, int32_t, int64_t, int64_t, int64_t, double*, int, bool);
 
 bool cpu_has_avx2() {
 #if defined(FUSEDSTATS_HAVE_AVX2) && (defined(__GNUC__) || defined(__clang__))
@@ -34,14 +35,16 @@ struct SimdChoice {
   std::string name;
   ChunkLoop partials;
   RecordLoop records;
+  UnitSumLoop unit_sums;
 };
 
 std::vector<SimdChoice> available() {
   std::vector<SimdChoice> out;
 #if defined(FUSEDSTATS_HAVE_AVX2)
-  if (cpu_has_avx2()) out.push_back({"avx2", &avx2::chunk_partials, &avx2::chunk_records});
+  if (cpu_has_avx2()) out.push_back({"avx2", &avx2::chunk_partials, &avx2::chunk_records, &avx2::unit_abs_sums});
 #endif
-  out.push_back({"baseline", &baseline::chunk_partials, &baseline::chunk_records});
+  out.push_back({"baseline", &baseline::chunk_partials, &baseline::chunk_records,
+                 &baseline::unit_abs_sums});
   return out;
 }
 
@@ -195,6 +198,13 @@ void merge_records(const void* src, int64_t n_sources, int64_t n, bool extended,
   } else {
     merge_of(static_cast<const Partial*>(src), n_sources, n, include, static_cast<Partial*>(dst));
   }
+}
+
+void unit_abs_sums(const void* data, int32_t dtype, int64_t before, int64_t units, int64_t after,
+                   double* acc) {
+  const int threads = get_num_threads();
+  const bool parallel = threads > 1 && units >= 32 && before * units * after >= kParallelMinElems;
+  current_loop().unit_sums(data, dtype, before, units, after, acc, threads, parallel);
 }
 
 void tensor_stats(const TensorDesc* tensors, int64_t n_tensors, double dormant_threshold,

@@ -353,6 +353,157 @@ void chunk_records(const Chunk* chunks, int64_t n_chunks, double dormant_thresho
   run_chunks<true>(chunks, n_chunks, dormant_threshold, out, num_threads, parallel);
 }
 
+// ---- per-unit sums of |x| (ReDo's dormant units; fusedstats.watch) ----------------
+//
+// acc[u] += Σ over b, a of |x[b, u, a]| for a contiguous x viewed as [before, units,
+// after]. Every element is widened to double before it is added; each acc[u] receives
+// its additions in one fixed order (b ascending; within a run of `after` elements, 8
+// lanes combined in a fixed tree), so the bits do not depend on the thread count:
+// threads split the units, never the sum of one unit.
+
+// dst[i] += |v[i]| for n values (narrow types widened through a float tile).
+template <int32_t D>
+static void add_abs(const typename Elem<D>::T* v, int64_t n, double* dst) {
+  using T = typename Elem<D>::T;
+  if constexpr (std::is_same_v<T, typename Elem<D>::N>) {
+    for (int64_t i = 0; i < n; ++i) dst[i] += __builtin_fabs(static_cast<double>(v[i]));
+  } else {
+    float tile[kTile];
+    for (int64_t s = 0; s < n; s += kTile) {
+      const int64_t m = n - s < kTile ? n - s : kTile;
+      widen_to_floats<D>(v + s, m, tile);
+      for (int64_t i = 0; i < m; ++i) dst[s + i] += __builtin_fabs(static_cast<double>(tile[i]));
+    }
+  }
+}
+
+// lane[i % 8] += |v[i]| for n values of a type the loop reads directly.
+template <class V>
+static void add_abs_lanes(const V* v, int64_t n, double (&lane)[8]) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) lane[k] += __builtin_fabs(static_cast<double>(v[i + k]));
+  for (; i < n; ++i) lane[i & 7] += __builtin_fabs(static_cast<double>(v[i]));
+}
+
+// Σ|v[i]| of n values: 8 lanes, combined in a fixed tree.
+template <int32_t D>
+static double sum_abs(const typename Elem<D>::T* v, int64_t n) {
+  using T = typename Elem<D>::T;
+  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  if constexpr (std::is_same_v<T, typename Elem<D>::N>) {
+    add_abs_lanes(v, n, lane);
+  } else {
+    float tile[kTile];  // kTile is a multiple of 8: lanes line up across tiles
+    for (int64_t s = 0; s < n; s += kTile) {
+      const int64_t m = n - s < kTile ? n - s : kTile;
+      widen_to_floats<D>(v + s, m, tile);
+      add_abs_lanes(tile, m, lane);
+    }
+  }
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+constexpr int64_t kNarrowRowUnits = 16;
+
+// Few units, after == 1: rows too short for a vector loop each. One sweep over the flat
+// buffer; row b adds into lane b % 8 of its units (8 independent chains instead of one
+// long one), and the lanes are combined in a fixed tree at the end.
+template <int32_t D>
+static void narrow_rows(const typename Elem<D>::T* x, int64_t n, int64_t units, double* acc) {
+  using T = typename Elem<D>::T;
+  double lanes[8][kNarrowRowUnits] = {};
+  int64_t u = 0;
+  int k = 0;
+  auto sweep = [&](const auto* v, int64_t m) {
+    for (int64_t i = 0; i < m; ++i) {
+      lanes[k][u] += __builtin_fabs(static_cast<double>(v[i]));
+      if (++u == units) {
+        u = 0;
+        k = (k + 1) & 7;
+      }
+    }
+  };
+  if constexpr (std::is_same_v<T, typename Elem<D>::N>) {
+    sweep(x, n);
+  } else {
+    float tile[kTile];
+    for (int64_t s = 0; s < n; s += kTile) {
+      const int64_t m = n - s < kTile ? n - s : kTile;
+      widen_to_floats<D>(x + s, m, tile);
+      sweep(tile, m);
+    }
+  }
+  for (int64_t j = 0; j < units; ++j)
+    acc[j] += ((lanes[0][j] + lanes[1][j]) + (lanes[2][j] + lanes[3][j])) +
+              ((lanes[4][j] + lanes[5][j]) + (lanes[6][j] + lanes[7][j]));
+}
+
+
+template <int32_t D>
+static void unit_sums_block(const void* data, int64_t before, int64_t units, int64_t after,
+                            int64_t u0, int64_t u1, double* acc) {
+  const auto* x = static_cast<const typename Elem<D>::T*>(data);
+  if (after == 1 && units < kNarrowRowUnits && u0 == 0 && u1 == units) {
+    narrow_rows<D>(x, before * units, units, acc);
+    return;
+  }
+  for (int64_t b = 0; b < before; ++b) {
+    const auto* row = x + (b * units + u0) * after;
+    if (after == 1) {
+      add_abs<D>(row, u1 - u0, acc + u0);
+    } else {
+      for (int64_t u = u0; u < u1; ++u) acc[u] += sum_abs<D>(row + (u - u0) * after, after);
+    }
+  }
+}
+
+template <int32_t D>
+static void unit_sums_typed(const void* data, int64_t before, int64_t units, int64_t after,
+                            double* acc, int num_threads, bool parallel) {
+  // One block of units per thread (a multiple of 16 units: whole cache lines of
+  // float32 when after is 1); one block in all when serial.
+  const int threads = parallel ? num_threads : 1;
+  int64_t block = (units + threads - 1) / threads;
+  block = (block + 15) / 16 * 16;
+  const int64_t n_blocks = (units + block - 1) / block;
+  if (n_blocks == 1) {
+    const ExactDenormals exact;
+    unit_sums_block<D>(data, before, units, after, 0, units, acc);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const ExactDenormals exact;
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < n_blocks; ++j) {
+      const int64_t u0 = j * block;
+      const int64_t u1 = u0 + block < units ? u0 + block : units;
+      unit_sums_block<D>(data, before, units, after, u0, u1, acc);
+    }
+  }
+}
+
+void unit_abs_sums(const void* data, int32_t dtype, int64_t before, int64_t units, int64_t after,
+                   double* acc, int num_threads, bool parallel) {
+  switch (dtype) {
+    case kFloat32:
+      return unit_sums_typed<kFloat32>(data, before, units, after, acc, num_threads, parallel);
+    case kFloat64:
+      return unit_sums_typed<kFloat64>(data, before, units, after, acc, num_threads, parallel);
+    case kFloat16:
+      return unit_sums_typed<kFloat16>(data, before, units, after, acc, num_threads, parallel);
+    case kBFloat16:
+      return unit_sums_typed<kBFloat16>(data, before, units, after, acc, num_threads, parallel);
+    case kFloat8E4M3:
+      return unit_sums_typed<kFloat8E4M3>(data, before, units, after, acc, num_threads, parallel);
+    case kFloat8E5M2:
+      return unit_sums_typed<kFloat8E5M2>(data, before, units, after, acc, num_threads, parallel);
+    default:
+      return;  // the caller checks the code
+  }
+}
+
 }  // namespace FS_ISA
 }  // namespace cpu
 }  // namespace fusedstats

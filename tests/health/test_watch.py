@@ -434,18 +434,27 @@ def test_memory_is_bounded_and_no_activation_outlives_its_step():
                 handle.stats()
         gc.collect()
         assert len(set(sizes)) == 1, sizes  # allocated once, at the first step
-        # Rows, unit sums and one 512 KiB scratch slice: less than one activation.
+        # Rows and unit sums only: far less than one activation.
         assert sizes[0] < 1 << 20
         assert all(r() is None for r in refs), "an activation is still alive"
 
 
-def test_recording_time_is_counted():
+def test_hook_time_is_counted():
     model = mlp(0)
     with fusedstats.watch(model, every=2) as handle:
         model(torch.randn(3, 5))
         spent = handle.seconds
         assert spent > 0
-        model(torch.randn(3, 5))  # not recorded: no time
+        model(torch.randn(3, 5))  # not recorded, but the step's bookkeeping is counted
+        assert handle.seconds > spent
+    with fusedstats.watch(model, every=2, step_by="manual") as handle:
+        model(torch.randn(3, 5))
+        before_step = handle.seconds
+        assert before_step > 0
+        handle.step()  # detaches the hooks: counted too
+        spent = handle.seconds
+        assert spent > before_step
+        model(torch.randn(3, 5))  # not recorded and no hook attached: no time at all
         assert handle.seconds == spent
 
 

@@ -262,13 +262,12 @@ class _Trainer:
         return experience
 
     def _log_losses(self, values: dict[str, Any]) -> None:
-        import torch
-
         if self.config.device == "cpu":
-            # On CPU reading the values back syncs nothing, and a float is ~15x cheaper
-            # to log than a 0-d tensor; on CUDA the tensors stay on the device until
-            # reduce() moves them all at once.
-            values = dict(zip(values, torch.stack(list(values.values())).tolist(), strict=True))
+            # On CPU reading the values back syncs nothing, and a float is cheaper to log
+            # than a 0-d tensor; one item() each costs less than a stack + tolist (in
+            # the demo, right after a backward pass: 4 us for the five against 22 us).
+            # On CUDA the tensors stay on the device until reduce() moves them at once.
+            values = {key: value.item() for key, value in values.items()}
         for key, value in values.items():
             self.metrics.log_value(key, value, **LOSS_SETTINGS)
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..kernels.columns import EXTENDED_COLUMN_INDEX, EXTENDED_FIELDS, FIELDS
 from .arena import Arena
-from .units import Scratch, add_unit_abs_sums
+from .units import add_unit_abs_sums
 
 #: The key prefixes of activation and activation-gradient statistics.
 ACT = "act"
@@ -207,7 +207,8 @@ class WatchHandle:
         self.dormant_tau = float(dormant_tau)
         self.extended = bool(extended)
         self.step_by = step_by
-        #: Seconds the hooks spent recording (perf_counter), on the training thread.
+        #: Seconds the hooks spent (perf_counter, on the training thread): recording,
+        #: and counting steps (attaching and detaching the module hooks).
         self.seconds = 0.0
         self._torch = torch
         self._steps = 0
@@ -215,7 +216,6 @@ class WatchHandle:
         self._paused = 0
         self._removed = False
         self._slots: dict[str, _Slot] = {}
-        self._scratch = Scratch()  # CPU slices of outputs for the per-unit sums
         self._arenas: dict[Any, Arena] = {}
         self._warned: set[str] = set()
         self._broken: set[str] = set()
@@ -276,9 +276,11 @@ class WatchHandle:
                 "this watch counts forwards as steps (step_by='forward'); "
                 "create it with step_by='manual' to call step()"
             )
+        start = time.perf_counter()
         self._steps += 1
         self._recording = self._steps % self.every == 0
         self._update_hooks()
+        self.seconds += time.perf_counter() - start
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -309,9 +311,11 @@ class WatchHandle:
     def _on_model_forward(self, module: Any, args: Any) -> None:
         if self._paused or _in_backward():  # a checkpoint's recompute: the same step
             return
+        start = time.perf_counter()
         self._recording = self._steps % self.every == 0
         self._steps += 1
         self._update_hooks()
+        self.seconds += time.perf_counter() - start
 
     # ---- hooks -----------------------------------------------------------------------
 
@@ -422,7 +426,7 @@ class WatchHandle:
             slot.unit_sums = torch.zeros(units, dtype=torch.float64, device=x.device)
         if units == 0 or x.numel() == 0:
             return
-        add_unit_abs_sums(x, dim, slot.unit_sums, slot.unit_elems == 0, self._scratch)
+        add_unit_abs_sums(x, dim, slot.unit_sums, slot.unit_elems == 0)
         slot.unit_elems += x.numel() // units
 
     # ---- reading ---------------------------------------------------------------------
@@ -483,7 +487,7 @@ class WatchHandle:
     @property
     def memory_bytes(self) -> int:
         """Bytes of device memory held for the statistics (records and unit sums)."""
-        total = sum(a.nbytes for a in self._arenas.values()) + self._scratch.nbytes
+        total = sum(a.nbytes for a in self._arenas.values())
         for slot in self._slots.values():
             if slot.unit_sums is not None:
                 total += int(slot.unit_sums.numel() * slot.unit_sums.element_size())

@@ -85,6 +85,7 @@ class StatsReporter(TrainerComponent):
         from fusedstats.rollout import warmup
 
         warmup()  # numba compiles (or loads its cache) here, not in a training step
+        self._warm_imports()
         self._state = StatsReporterState()
         if stats_client is not None and config.report_to_stats_client:
             self._state.stats_run_id = self._create_training_run(stats_client)
@@ -111,6 +112,19 @@ class StatsReporter(TrainerComponent):
         self._gate: Any = None  # device sum of found_inf flags since the last report
         self._process_group = process_group
         self._health = HealthStats(config)  # activation watch, optimizer stats
+
+    @staticmethod
+    def _warm_imports() -> None:
+        """Setup work done at construction rather than in the first ``report_epoch``
+        (measured on the demo: ~5 ms there, 1.5% of that epoch): the sink modules are
+        imported (the runner and its threads still start only at the first payload) and,
+        when torch is in use, the fused kernel's torch ops are registered."""
+        import fusedstats.sinks  # noqa: F401
+
+        if "torch" in sys.modules:
+            from fusedstats.kernels import ops
+
+            ops.ensure_registered()
 
     @classmethod
     def from_config(
