@@ -4,6 +4,8 @@ loop, and the good sinks still get every epoch."""
 import json
 import logging
 import math
+import subprocess
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -184,6 +186,31 @@ def test_console_summary(make_reporter, capsys):
     reporter.report_epoch(3, 1200, {"policy_loss": 0.5}, {})
     reporter.finalize()
     assert capsys.readouterr().err == "epoch 3 | step 1,200 | policy_loss 0.5\n"
+
+
+def test_setup_work_is_done_at_construction_and_threads_at_the_first_payload(tmp_path):
+    # A fresh process: the sink modules are imported and the torch ops registered when
+    # the reporter is built (not in the first report_epoch); no thread starts until a
+    # payload is there to deliver.
+    script = f"""
+import sys, threading, torch
+from fusedstats.reporter import StatsReporter, StatsReporterConfig
+from fusedstats.kernels import ops
+assert "fusedstats.sinks" not in sys.modules and ops._library is None
+reporter = StatsReporter(StatsReporterConfig(report_to_wandb=False, report_to_console=False,
+                                             jsonl_path={str(tmp_path / "p.jsonl")!r}))
+assert "fusedstats.sinks" in sys.modules and ops._library is not None
+assert threading.active_count() == 1, threading.enumerate()
+reporter.report_epoch(1, 1, {{"policy_loss": 0.5}}, {{}})
+assert threading.active_count() > 1
+reporter.finalize()
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert "policy_loss" in (tmp_path / "p.jsonl").read_text()
 
 
 def test_no_sink_no_thread(make_reporter):

@@ -124,7 +124,10 @@ class StatsReporter(TrainerComponent):
         if "torch" in sys.modules:
             from fusedstats.kernels import ops
 
-            ops.ensure_registered()
+            try:
+                ops.ensure_registered()
+            except Exception as e:  # the first tensor_stats call meets it again
+                logger.warning("fusedstats' torch ops could not be registered yet: %r", e)
 
     @classmethod
     def from_config(
