@@ -41,7 +41,8 @@ struct SimdChoice {
 std::vector<SimdChoice> available() {
   std::vector<SimdChoice> out;
 #if defined(FUSEDSTATS_HAVE_AVX2)
-  if (cpu_has_avx2()) out.push_back({"avx2", &avx2::chunk_partials, &avx2::chunk_records, &avx2::unit_abs_sums});
+  if (cpu_has_avx2())
+    out.push_back({"avx2", &avx2::chunk_partials, &avx2::chunk_records, &avx2::unit_abs_sums});
 #endif
   out.push_back({"baseline", &baseline::chunk_partials, &baseline::chunk_records,
                  &baseline::unit_abs_sums});

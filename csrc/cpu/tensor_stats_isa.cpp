@@ -356,9 +356,10 @@ void chunk_records(const Chunk* chunks, int64_t n_chunks, double dormant_thresho
 // ---- per-unit sums of |x| (ReDo's dormant units; fusedstats.watch) ----------------
 //
 // acc[u] += Σ over b, a of |x[b, u, a]| for a contiguous x viewed as [before, units,
-// after]. Every element is widened to double before it is added; each acc[u] receives
-// its additions in one fixed order (b ascending; within a run of `after` elements, 8
-// lanes combined in a fixed tree), so the bits do not depend on the thread count:
+// after]. Every element is widened to double before it is added, and each acc[u]
+// receives its additions in an order fixed by the shape alone (b ascending; within a
+// run of `after` elements, 8 lanes combined in a fixed tree; for fewer than 16 units
+// with after == 1, 8 lanes by b % 8), so the bits do not depend on the thread count:
 // threads split the units, never the sum of one unit.
 
 // dst[i] += |v[i]| for n values (narrow types widened through a float tile).
@@ -438,7 +439,6 @@ static void narrow_rows(const typename Elem<D>::T* x, int64_t n, int64_t units, 
     acc[j] += ((lanes[0][j] + lanes[1][j]) + (lanes[2][j] + lanes[3][j])) +
               ((lanes[4][j] + lanes[5][j]) + (lanes[6][j] + lanes[7][j]));
 }
-
 
 template <int32_t D>
 static void unit_sums_block(const void* data, int64_t before, int64_t units, int64_t after,
