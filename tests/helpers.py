@@ -8,7 +8,8 @@ cancel near zero, so their tolerance is relative to sum|x| (l1) instead of to th
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 import fusedstats
-from fusedstats import COLUMNS
+from fusedstats import COLUMNS, _core
 from fusedstats.kernels import reference
 
 RTOL_FLOAT64 = 1e-9
@@ -50,6 +51,17 @@ def property_settings(max_examples: int) -> settings:
 
 
 # ---- comparing with the reference ------------------------------------------------
+
+
+@contextmanager
+def kernel_settings() -> Iterator[None]:
+    """Restores the CPU core's thread count and SIMD level whatever the test sets."""
+    threads, level = fusedstats.get_num_threads(), _core.simd_level()
+    try:
+        yield
+    finally:
+        fusedstats.set_num_threads(threads)
+        assert _core.set_simd_level(level)
 
 
 def dtype_name(x: Any) -> str:

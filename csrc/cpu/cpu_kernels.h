@@ -51,7 +51,7 @@ void merge_records(const void* src, int64_t n_sources, int64_t n, bool extended,
 // ReDo's per-unit sums: acc[u] += Σ over b, a of |x[b, u, a]| for the contiguous
 // buffer x (dtype a DType code) viewed as [before, units, after]; acc holds `units`
 // doubles. Every element is widened to double; each acc[u] is summed in one fixed
-// order, so the bits are the same at any thread count. Unknown dtypes: nothing.
+// order, so the bits are the same at any thread count. dtype must be a valid code.
 void unit_abs_sums(const void* data, int32_t dtype, int64_t before, int64_t units, int64_t after,
                    double* acc);
 

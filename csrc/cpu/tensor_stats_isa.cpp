@@ -281,22 +281,31 @@ static Acc<kExt> chunk_stats(const Chunk& c, double dormant_threshold) {
   return acc;
 }
 
+// f(std::integral_constant<int32_t, D>{}) for the DType code `dtype` (codes past the
+// others as float8_e5m2: callers have checked them).
+template <class F>
+static decltype(auto) with_dtype(int32_t dtype, F&& f) {
+  switch (dtype) {
+    case kFloat32:
+      return f(std::integral_constant<int32_t, kFloat32>{});
+    case kFloat64:
+      return f(std::integral_constant<int32_t, kFloat64>{});
+    case kFloat16:
+      return f(std::integral_constant<int32_t, kFloat16>{});
+    case kBFloat16:
+      return f(std::integral_constant<int32_t, kBFloat16>{});
+    case kFloat8E4M3:
+      return f(std::integral_constant<int32_t, kFloat8E4M3>{});
+    default:
+      return f(std::integral_constant<int32_t, kFloat8E5M2>{});
+  }
+}
+
 template <bool kExt>
 static Acc<kExt> one_chunk(const Chunk& c, double dormant_threshold) {
-  switch (c.dtype) {
-    case kFloat32:
-      return chunk_stats<kFloat32, kExt>(c, dormant_threshold);
-    case kFloat64:
-      return chunk_stats<kFloat64, kExt>(c, dormant_threshold);
-    case kFloat16:
-      return chunk_stats<kFloat16, kExt>(c, dormant_threshold);
-    case kBFloat16:
-      return chunk_stats<kBFloat16, kExt>(c, dormant_threshold);
-    case kFloat8E4M3:
-      return chunk_stats<kFloat8E4M3, kExt>(c, dormant_threshold);
-    default:
-      return chunk_stats<kFloat8E5M2, kExt>(c, dormant_threshold);
-  }
+  return with_dtype(c.dtype, [&](auto d) {
+    return chunk_stats<decltype(d)::value, kExt>(c, dormant_threshold);
+  });
 }
 
 // Clears flush-to-zero and denormals-are-zero for its scope and restores them. They
@@ -486,22 +495,9 @@ static void unit_sums_typed(const void* data, int64_t before, int64_t units, int
 
 void unit_abs_sums(const void* data, int32_t dtype, int64_t before, int64_t units, int64_t after,
                    double* acc, int num_threads, bool parallel) {
-  switch (dtype) {
-    case kFloat32:
-      return unit_sums_typed<kFloat32>(data, before, units, after, acc, num_threads, parallel);
-    case kFloat64:
-      return unit_sums_typed<kFloat64>(data, before, units, after, acc, num_threads, parallel);
-    case kFloat16:
-      return unit_sums_typed<kFloat16>(data, before, units, after, acc, num_threads, parallel);
-    case kBFloat16:
-      return unit_sums_typed<kBFloat16>(data, before, units, after, acc, num_threads, parallel);
-    case kFloat8E4M3:
-      return unit_sums_typed<kFloat8E4M3>(data, before, units, after, acc, num_threads, parallel);
-    case kFloat8E5M2:
-      return unit_sums_typed<kFloat8E5M2>(data, before, units, after, acc, num_threads, parallel);
-    default:
-      return;  // the caller checks the code
-  }
+  with_dtype(dtype, [&](auto d) {
+    unit_sums_typed<decltype(d)::value>(data, before, units, after, acc, num_threads, parallel);
+  });
 }
 
 }  // namespace FS_ISA

@@ -4,14 +4,12 @@ where the sums are exact, the same bits at any thread count, and the nasty cases
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.helpers import property_settings
+from tests.helpers import kernel_settings, property_settings
 
 import fusedstats
 from fusedstats import _core
@@ -25,16 +23,6 @@ DTYPES = [
     torch.float8_e4m3fn,
     torch.float8_e5m2,
 ]
-
-
-@contextmanager
-def kernel_settings():
-    threads, level = fusedstats.get_num_threads(), _core.simd_level()
-    try:
-        yield
-    finally:
-        fusedstats.set_num_threads(threads)
-        assert _core.set_simd_level(level)
 
 
 def reference(x: torch.Tensor, dim: int) -> np.ndarray:

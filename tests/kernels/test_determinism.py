@@ -1,7 +1,5 @@
 """Same input, same bits: at any thread count, for every SIMD copy of the CPU kernel."""
 
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 from hypothesis import given
@@ -12,6 +10,7 @@ from tests.helpers import (
     TORCH_DTYPES,
     assert_bitwise_equal,
     assert_matches_reference,
+    kernel_settings,
     property_settings,
 )
 
@@ -19,17 +18,6 @@ import fusedstats
 from fusedstats import _core
 
 THREAD_COUNTS = (1, 2, 3)
-
-
-@contextmanager
-def kernel_settings():
-    """Restores the thread count and SIMD level whatever the test sets."""
-    threads, level = fusedstats.get_num_threads(), _core.simd_level()
-    try:
-        yield
-    finally:
-        fusedstats.set_num_threads(threads)
-        assert _core.set_simd_level(level)
 
 
 def _tensors(seed: int, dtypes: list[str]) -> list[torch.Tensor]:
