@@ -7,9 +7,9 @@ Per epoch: a rollout of ``horizon`` steps of every environment (the info dicts g
 
 The stats overhead is measured with the same ``Stopwatch`` the reporter reads: every
 stats call runs inside a timer whose name starts with ``_stats`` (or the reporter's own
-``_process_stats``), plus the time the activation hooks spent recording inside the
-policy's forward and backward passes (``WatchHandle.seconds``); the share of an epoch
-is their time over the epoch's wall time.
+``_process_stats``), plus the time the activation watch spent in the policy's forward
+and backward passes, recording and counting steps (``WatchHandle.seconds``); the share
+of an epoch is their time over the epoch's wall time.
 """
 
 from __future__ import annotations
