@@ -9,6 +9,7 @@
 
 #include "../cpu/cpu_kernels.h"
 #include "../cpython/info_flattener.h"
+#include "descriptors.h"
 #include "fusedstats/scalars.h"
 #include "fusedstats/series.h"
 
@@ -25,19 +26,7 @@ namespace fs = fusedstats;
 
 namespace {
 
-std::vector<fs::TensorDesc> descriptors(const std::vector<uintptr_t>& ptrs,
-                                        const std::vector<int64_t>& numels,
-                                        const std::vector<int32_t>& dtypes,
-                                        const std::vector<int64_t>& row_lens) {
-  const size_t n = ptrs.size();
-  if (numels.size() != n || dtypes.size() != n || row_lens.size() != n)
-    throw py::value_error("ptrs, numels, dtypes and row_lens must have the same length");
-  std::vector<fs::TensorDesc> out(n);
-  for (size_t i = 0; i < n; ++i)
-    out[i] = fs::TensorDesc{reinterpret_cast<const void*>(ptrs[i]), numels[i], dtypes[i],
-                            row_lens[i]};
-  return out;
-}
+using fs::bindings::descriptors;
 
 std::string compiler() {
 #if defined(__clang__)

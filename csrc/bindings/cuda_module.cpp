@@ -14,6 +14,7 @@
 
 #include "../cuda/cuda_kernels.h"
 #include "../cuda/gather.h"
+#include "descriptors.h"
 
 namespace py = pybind11;
 namespace fs = fusedstats;
@@ -25,19 +26,7 @@ PYBIND11_MODULE(_cuda, m) {
       "plan",
       [](const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& numels,
          const std::vector<int32_t>& dtypes, const std::vector<int64_t>& row_lens) {
-        const size_t n = ptrs.size();
-        if (numels.size() != n || dtypes.size() != n || row_lens.size() != n)
-          throw py::value_error("ptrs, numels, dtypes and row_lens must have the same length");
-        std::vector<fs::TensorDesc> descs(n);
-        for (size_t i = 0; i < n; ++i)
-          descs[i] = fs::TensorDesc{reinterpret_cast<const void*>(ptrs[i]), numels[i], dtypes[i],
-                                    row_lens[i]};
-        const fs::Plan plan =
-            fs::make_plan(descs.data(), static_cast<int64_t>(n), fs::cuda::chunk_elems());
-        const std::vector<uint8_t> bytes = fs::cuda::table_bytes(plan);
-        return py::make_tuple(
-            py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
-            static_cast<int64_t>(plan.chunks.size()));
+        return fs::bindings::plan_table(ptrs, numels, dtypes, row_lens, fs::cuda::chunk_elems());
       },
       py::arg("ptrs"), py::arg("numels"), py::arg("dtypes"), py::arg("row_lens"),
       "Chunk table for these device buffers: (table bytes to copy to the device, n_chunks).");

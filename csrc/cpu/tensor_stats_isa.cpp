@@ -23,6 +23,7 @@
 #endif
 
 #include "cpu_kernels.h"
+#include "fusedstats/denormals.h"
 #include "fusedstats/plan.h"
 #include "fusedstats/stats.h"
 
@@ -307,31 +308,6 @@ static Acc<kExt> one_chunk(const Chunk& c, double dormant_threshold) {
     return chunk_stats<decltype(d)::value, kExt>(c, dormant_threshold);
   });
 }
-
-// Clears flush-to-zero and denormals-are-zero for its scope and restores them. They
-// are per-thread state (torch.set_flush_denormal sets them on the caller's thread
-// only), so without this a subnormal input would count as zero on one thread and not
-// on another, and results would depend on the schedule.
-class ExactDenormals {
- public:
-  ExactDenormals() {
-#if defined(__SSE2__)
-    saved_ = _mm_getcsr();
-    _mm_setcsr(saved_ & ~kFtzDaz);
-#endif
-  }
-  ~ExactDenormals() {
-#if defined(__SSE2__)
-    _mm_setcsr(saved_);
-#endif
-  }
-  ExactDenormals(const ExactDenormals&) = delete;
-  ExactDenormals& operator=(const ExactDenormals&) = delete;
-
- private:
-  static constexpr unsigned kFtzDaz = 0x8040u;  // MXCSR bits 15 (FTZ) and 6 (DAZ)
-  unsigned saved_ = 0;
-};
 
 template <bool kExt, class Out>
 static void run_chunks(const Chunk* chunks, int64_t n_chunks, double dormant_threshold, Out* out,

@@ -14,8 +14,6 @@
 namespace fusedstats {
 namespace cuda {
 
-// Host image of the device table: Chunk[n_chunks] then int64 first_chunk[n_tensors + 1].
-std::vector<uint8_t> table_bytes(const Plan& plan);
 // Bytes of the workspace of tensor_stats / tensor_records (no initialization needed:
 // each launch clears what it must), and of finalize_records.
 int64_t workspace_bytes(int64_t n_chunks, int64_t n_tensors, bool extended);

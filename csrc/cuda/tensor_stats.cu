@@ -19,7 +19,6 @@
 
 #include <climits>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -106,15 +105,6 @@ int attributes(K kernel) {
 }
 
 }  // namespace
-
-std::vector<uint8_t> table_bytes(const Plan& plan) {
-  const size_t chunk_bytes = plan.chunks.size() * sizeof(Chunk);
-  const size_t first_bytes = plan.first_chunk.size() * sizeof(int64_t);
-  std::vector<uint8_t> out(chunk_bytes + first_bytes);
-  if (chunk_bytes) std::memcpy(out.data(), plan.chunks.data(), chunk_bytes);
-  std::memcpy(out.data() + chunk_bytes, plan.first_chunk.data(), first_bytes);
-  return out;
-}
 
 int64_t workspace_bytes(int64_t n_chunks, int64_t n_tensors, bool extended) {
   return workspace_layout(n_chunks, n_tensors, extended).total;

@@ -4,15 +4,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#if defined(__SSE2__)
-#include <immintrin.h>
-#endif
-
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "../bindings/descriptors.h"
 #include "exec_host.h"
+#include "fusedstats/denormals.h"
 #include "fusedstats/plan.h"
 
 namespace py = pybind11;
@@ -24,28 +22,6 @@ namespace emu {
 int64_t g_outcomes[kNumSpanOutcomes] = {0, 0, 0};
 
 namespace {
-
-// The device never flushes subnormals (no -ftz); a caller's thread may have FTZ/DAZ set
-// (torch.set_flush_denormal), so the emulation clears them for its run.
-class ExactDenormals {
- public:
-  ExactDenormals() {
-#if defined(__SSE2__)
-    saved_ = _mm_getcsr();
-    _mm_setcsr(saved_ & ~0x8040u);
-#endif
-  }
-  ~ExactDenormals() {
-#if defined(__SSE2__)
-    _mm_setcsr(saved_);
-#endif
-  }
-  ExactDenormals(const ExactDenormals&) = delete;
-  ExactDenormals& operator=(const ExactDenormals&) = delete;
-
- private:
-  unsigned saved_ = 0;
-};
 
 template <class P>
 const uint8_t* bytes(P p) {
@@ -71,20 +47,7 @@ PYBIND11_MODULE(_cuda_emu, m) {
       "plan",
       [](const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& numels,
          const std::vector<int32_t>& dtypes, const std::vector<int64_t>& row_lens) {
-        const size_t n = ptrs.size();
-        if (numels.size() != n || dtypes.size() != n || row_lens.size() != n)
-          throw py::value_error("ptrs, numels, dtypes and row_lens must have the same length");
-        std::vector<fs::TensorDesc> descs(n);
-        for (size_t i = 0; i < n; ++i)
-          descs[i] = fs::TensorDesc{reinterpret_cast<const void*>(ptrs[i]), numels[i], dtypes[i],
-                                    row_lens[i]};
-        const fs::Plan plan = fs::make_plan(descs.data(), static_cast<int64_t>(n), cu::kChunkElems);
-        std::string out(plan.chunks.size() * sizeof(fs::Chunk) + plan.first_chunk.size() * sizeof(int64_t), '\0');
-        if (!plan.chunks.empty())
-          std::memcpy(&out[0], plan.chunks.data(), plan.chunks.size() * sizeof(fs::Chunk));
-        std::memcpy(&out[plan.chunks.size() * sizeof(fs::Chunk)], plan.first_chunk.data(),
-                    plan.first_chunk.size() * sizeof(int64_t));
-        return py::make_tuple(py::bytes(out), static_cast<int64_t>(plan.chunks.size()));
+        return fs::bindings::plan_table(ptrs, numels, dtypes, row_lens, cu::kChunkElems);
       },
       py::arg("ptrs"), py::arg("numels"), py::arg("dtypes"), py::arg("row_lens"));
 
@@ -101,7 +64,7 @@ PYBIND11_MODULE(_cuda_emu, m) {
       [](uintptr_t table_ptr, int64_t n_chunks, int64_t n_tensors, bool has_rows, bool extended,
          uintptr_t workspace_ptr, double dormant_threshold, uintptr_t out_ptr, uintptr_t hist_ptr,
          uintptr_t /*stream*/, bool rearm) {
-        const emu::ExactDenormals exact;
+        const fs::ExactDenormals exact;
         emu::HostLauncher l;
         l.rearm = rearm;
         return cu::run_tensor_pass(l, emu::bytes(table_ptr), n_chunks, n_tensors, has_rows, extended,
@@ -119,7 +82,7 @@ PYBIND11_MODULE(_cuda_emu, m) {
       [](uintptr_t table_ptr, int64_t n_chunks, int64_t n_tensors, bool has_rows, bool extended,
          uintptr_t workspace_ptr, double dormant_threshold, uintptr_t records_ptr, bool accumulate,
          uintptr_t /*stream*/) {
-        const emu::ExactDenormals exact;
+        const fs::ExactDenormals exact;
         emu::HostLauncher l;
         return cu::run_tensor_pass(l, emu::bytes(table_ptr), n_chunks, n_tensors, has_rows, extended,
                                    emu::mut_bytes(workspace_ptr), dormant_threshold,
@@ -134,7 +97,7 @@ PYBIND11_MODULE(_cuda_emu, m) {
       "launch_finalize",
       [](uintptr_t records_ptr, int64_t n, bool extended, uintptr_t workspace_ptr, uintptr_t out_ptr,
          uintptr_t hist_ptr, uintptr_t /*stream*/) {
-        const emu::ExactDenormals exact;
+        const fs::ExactDenormals exact;
         emu::HostLauncher l;
         return cu::run_finalize(l, emu::bytes(records_ptr), n, extended, emu::mut_bytes(workspace_ptr),
                                 reinterpret_cast<double*>(out_ptr),
@@ -147,7 +110,7 @@ PYBIND11_MODULE(_cuda_emu, m) {
       "launch_merge",
       [](uintptr_t src_ptr, int64_t n_sources, int64_t n, bool extended, uintptr_t include_ptr,
          uintptr_t dst_ptr, uintptr_t /*stream*/) {
-        const emu::ExactDenormals exact;
+        const fs::ExactDenormals exact;
         emu::HostLauncher l;
         return cu::run_merge(l, emu::bytes(src_ptr), n_sources, n, extended, emu::bytes(include_ptr),
                              emu::mut_bytes(dst_ptr));
