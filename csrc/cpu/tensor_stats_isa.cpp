@@ -226,42 +226,45 @@ static void ext_tile_or_slow(const N* v, int64_t n, double shift, Partial& t, Ex
   }
 }
 
-template <int32_t D, bool kExt>
-static void span_stats(const typename Elem<D>::T* p, int64_t len, Acc<kExt>& acc) {
+// f(values, n, offset) for each tile of p[0, len): narrow types widened to a float tile
+// first (exact), which the float32 loops then read; float32 and float64 in place.
+template <int32_t D, class F>
+static void for_each_tile(const typename Elem<D>::T* p, int64_t len, F&& f) {
   constexpr bool kWiden = !std::is_same<typename Elem<D>::T, typename Elem<D>::N>::value;
-  if constexpr (kExt) {
-    using N = typename Elem<D>::N;
-    ExtSpanHist span_hist;
-    for (int64_t off = 0; off < len; off += kTile) {
-      const int64_t n = len - off < kTile ? len - off : kTile;
-      Partial tile;
-      ExtPartial tile_ext;
-      if constexpr (kWiden) {
-        alignas(64) float widened[kTile];
-        widen_to_floats<D>(p + off, n, widened);
-        ext_tile_or_slow<float>(widened, n, shift_for(acc.p), tile, tile_ext, span_hist,
-                                acc.hist());
-      } else {
-        ext_tile_or_slow<N>(p + off, n, shift_for(acc.p), tile, tile_ext, span_hist, acc.hist());
-      }
-      acc.add_tile(tile, &tile_ext);
-    }
-    span_hist.flush_into(acc.hist());
-    return;
-  }
   for (int64_t off = 0; off < len; off += kTile) {
     const int64_t n = len - off < kTile ? len - off : kTile;
-    Partial tile;
-    ExtPartial tile_ext;
     if constexpr (kWiden) {
       alignas(64) float widened[kTile];
       widen_to_floats<D>(p + off, n, widened);
-      tile_stats<kFloat32, kExt>(widened, n, shift_for(acc.p), tile, &tile_ext, acc.hist());
+      f(static_cast<const float*>(widened), n, off);
     } else {
-      tile_stats<D, kExt>(p + off, n, shift_for(acc.p), tile, &tile_ext, acc.hist());
+      f(p + off, n, off);
     }
-    acc.add_tile(tile, &tile_ext);
   }
+}
+
+template <int32_t D, bool kExt>
+static void span_stats(const typename Elem<D>::T* p, int64_t len, Acc<kExt>& acc) {
+  if constexpr (kExt) {
+    ExtSpanHist span_hist;
+    for_each_tile<D>(p, len, [&](const auto* v, int64_t n, int64_t) {
+      using V = std::remove_cv_t<std::remove_pointer_t<decltype(v)>>;
+      Partial tile;
+      ExtPartial tile_ext;
+      ext_tile_or_slow<V>(v, n, shift_for(acc.p), tile, tile_ext, span_hist, acc.hist());
+      acc.add_tile(tile, &tile_ext);
+    });
+    span_hist.flush_into(acc.hist());
+    return;
+  }
+  for_each_tile<D>(p, len, [&](const auto* v, int64_t n, int64_t) {
+    using V = std::remove_cv_t<std::remove_pointer_t<decltype(v)>>;
+    constexpr int32_t kRead = std::is_same<V, float>::value ? kFloat32 : D;  // widened: float32
+    Partial tile;
+    ExtPartial tile_ext;
+    tile_stats<kRead, kExt>(v, n, shift_for(acc.p), tile, &tile_ext, acc.hist());
+    acc.add_tile(tile, &tile_ext);
+  });
 }
 
 template <int32_t D, bool kExt>
@@ -347,20 +350,12 @@ void chunk_records(const Chunk* chunks, int64_t n_chunks, double dormant_thresho
 // with after == 1, 8 lanes by b % 8), so the bits do not depend on the thread count:
 // threads split the units, never the sum of one unit.
 
-// dst[i] += |v[i]| for n values (narrow types widened through a float tile).
+// dst[i] += |v[i]| for n values.
 template <int32_t D>
 static void add_abs(const typename Elem<D>::T* v, int64_t n, double* dst) {
-  using T = typename Elem<D>::T;
-  if constexpr (std::is_same_v<T, typename Elem<D>::N>) {
-    for (int64_t i = 0; i < n; ++i) dst[i] += __builtin_fabs(static_cast<double>(v[i]));
-  } else {
-    float tile[kTile];
-    for (int64_t s = 0; s < n; s += kTile) {
-      const int64_t m = n - s < kTile ? n - s : kTile;
-      widen_to_floats<D>(v + s, m, tile);
-      for (int64_t i = 0; i < m; ++i) dst[s + i] += __builtin_fabs(static_cast<double>(tile[i]));
-    }
-  }
+  for_each_tile<D>(v, n, [&](const auto* t, int64_t m, int64_t off) {
+    for (int64_t i = 0; i < m; ++i) dst[off + i] += __builtin_fabs(static_cast<double>(t[i]));
+  });
 }
 
 // lane[i % 8] += |v[i]| for n values of a type the loop reads directly.
@@ -372,21 +367,12 @@ static void add_abs_lanes(const V* v, int64_t n, double (&lane)[8]) {
   for (; i < n; ++i) lane[i & 7] += __builtin_fabs(static_cast<double>(v[i]));
 }
 
-// Σ|v[i]| of n values: 8 lanes, combined in a fixed tree.
+// Σ|v[i]| of n values: 8 lanes (tiles are a multiple of 8 long, so lanes line up
+// across them), combined in a fixed tree.
 template <int32_t D>
 static double sum_abs(const typename Elem<D>::T* v, int64_t n) {
-  using T = typename Elem<D>::T;
   double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  if constexpr (std::is_same_v<T, typename Elem<D>::N>) {
-    add_abs_lanes(v, n, lane);
-  } else {
-    float tile[kTile];  // kTile is a multiple of 8: lanes line up across tiles
-    for (int64_t s = 0; s < n; s += kTile) {
-      const int64_t m = n - s < kTile ? n - s : kTile;
-      widen_to_floats<D>(v + s, m, tile);
-      add_abs_lanes(tile, m, lane);
-    }
-  }
+  for_each_tile<D>(v, n, [&](const auto* t, int64_t m, int64_t) { add_abs_lanes(t, m, lane); });
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
@@ -397,11 +383,10 @@ constexpr int64_t kNarrowRowUnits = 16;
 // long one), and the lanes are combined in a fixed tree at the end.
 template <int32_t D>
 static void narrow_rows(const typename Elem<D>::T* x, int64_t n, int64_t units, double* acc) {
-  using T = typename Elem<D>::T;
   double lanes[8][kNarrowRowUnits] = {};
   int64_t u = 0;
   int k = 0;
-  auto sweep = [&](const auto* v, int64_t m) {
+  for_each_tile<D>(x, n, [&](const auto* v, int64_t m, int64_t) {
     for (int64_t i = 0; i < m; ++i) {
       lanes[k][u] += __builtin_fabs(static_cast<double>(v[i]));
       if (++u == units) {
@@ -409,17 +394,7 @@ static void narrow_rows(const typename Elem<D>::T* x, int64_t n, int64_t units, 
         k = (k + 1) & 7;
       }
     }
-  };
-  if constexpr (std::is_same_v<T, typename Elem<D>::N>) {
-    sweep(x, n);
-  } else {
-    float tile[kTile];
-    for (int64_t s = 0; s < n; s += kTile) {
-      const int64_t m = n - s < kTile ? n - s : kTile;
-      widen_to_floats<D>(x + s, m, tile);
-      sweep(tile, m);
-    }
-  }
+  });
   for (int64_t j = 0; j < units; ++j)
     acc[j] += ((lanes[0][j] + lanes[1][j]) + (lanes[2][j] + lanes[3][j])) +
               ((lanes[4][j] + lanes[5][j]) + (lanes[6][j] + lanes[7][j]));

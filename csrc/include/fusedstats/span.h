@@ -183,18 +183,7 @@ FS_FN void span_slow_begin(Partial& t) { t = partial_empty(); }
 
 FS_FN void span_slow_add1(Partial& t, double x) {
   ++t.numel;
-  if (x != x) {
-    ++t.n_nan;
-  } else if (fabs(x) > kMaxFinite) {
-    ++t.n_inf;
-  } else {
-    ++t.n_finite;
-    t.sum += x;
-    t.l1 += fabs(x);
-    t.n_zero += x == 0.0 ? 1 : 0;
-    t.min = x < t.min ? x : t.min;
-    t.max = x > t.max ? x : t.max;
-  }
+  count_one(t, x);
 }
 
 struct SpanSlow {

@@ -431,6 +431,26 @@ FS_FN double shift_near(double shift, double m0) {
   return shift == shift && fs_finite(m0 - shift) ? shift : m0;
 }
 
+// Counts one value into t (all but numel): NaN, ±Inf, or a finite value's count, sum,
+// l1, zero count and extremes. Returns whether x is finite.
+FS_FN bool count_one(Partial& t, double x) {
+  if (x != x) {
+    ++t.n_nan;
+    return false;
+  }
+  if (fabs(x) > kMaxFinite) {
+    ++t.n_inf;
+    return false;
+  }
+  ++t.n_finite;
+  t.sum += x;
+  t.l1 += fabs(x);
+  t.n_zero += x == 0.0 ? 1 : 0;
+  t.min = x < t.min ? x : t.min;
+  t.max = x > t.max ? x : t.max;
+  return true;
+}
+
 // The exact path, for any tile: NaN and ±Inf counted, finite values taken two-pass
 // (one sweep for counts/sum/l1/extremes, a second for deviations from their mean),
 // and data near ±1.8e308 taken in scaled units so that nothing overflows into a NaN.
@@ -443,23 +463,11 @@ FS_FN void tile_stats_slow(const typename Elem<D>::T* v, int64_t n, double shift
   if (kExt) *te = ext_empty();
   for (int64_t i = 0; i < n; ++i) {
     const double x = static_cast<double>(Elem<D>::load(v[i]));
-    if (x != x) {
-      ++t.n_nan;
-    } else if (fabs(x) > kMaxFinite) {
-      ++t.n_inf;
-    } else {
-      ++t.n_finite;
-      t.sum += x;
-      t.l1 += fabs(x);
-      t.n_zero += x == 0.0 ? 1 : 0;
-      t.min = x < t.min ? x : t.min;
-      t.max = x > t.max ? x : t.max;
-      if (kExt) {
-        const double ax = fabs(x);
-        if (ax != 0.0 && ax < te->min_abs) te->min_abs = ax;
-        count_over(ax, te->n_over);
-        ++hist[hist_bin(x)];
-      }
+    if (count_one(t, x) && kExt) {
+      const double ax = fabs(x);
+      if (ax != 0.0 && ax < te->min_abs) te->min_abs = ax;
+      count_over(ax, te->n_over);
+      ++hist[hist_bin(x)];
     }
   }
   if (t.n_finite == 0) return;
