@@ -35,11 +35,9 @@ bench/results/distributed.json; ``--quick`` writes only where ``--out`` says).
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +45,12 @@ from fusedstats.bench.harness import (
     Method,
     add_common_arguments,
     finish_report,
+    gloo_world,
+    init_gloo,
     new_report,
-    output_path,
     race,
+    save_report,
     slowest_rank,
-    write_json,
 )
 from fusedstats.bench.workloads.logger import filled_logger
 
@@ -69,13 +68,7 @@ def _rank(rank: int, world: int, init_file: str, cfg: dict[str, Any], out: Any) 
 
     from fusedstats.distributed import sync_logger
 
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{init_file}",
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=120),
-    )
+    init_gloo(rank, world, init_file, timeout_s=120)
     logger, log_once = filled_logger(cfg["keys"], seed=rank)
 
     def naive() -> None:
@@ -134,20 +127,7 @@ def one_rank_cpu(n_keys: int, reps: int) -> dict[str, float]:
 
 def run_ranks(ranks: int, cfg: dict[str, Any]) -> dict[str, Any]:
     """Spawns the ranks; returns rank 0's report (the slowest rank's seconds)."""
-    import torch.multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    with tempfile.TemporaryDirectory() as tmp:
-        init_file = os.path.join(tmp, "rendezvous")
-        procs = [
-            ctx.Process(target=_rank, args=(r, ranks, init_file, cfg, out)) for r in range(ranks)
-        ]
-        for p in procs:
-            p.start()
-        got: dict[str, Any] = out.get(timeout=1800)
-        for p in procs:
-            p.join(timeout=60)
+    got: dict[str, Any] = gloo_world(_rank, ranks, cfg)
     return got
 
 
@@ -215,9 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{med['sync_logger'] * 1e3:.2f} ms (target <= {TARGET_SYNC_S * 1e3:.0f} ms)"
     )
     print("targets:", report["targets"])
-    path = output_path(args.out, args.quick, DEFAULT_OUT)
-    if path is not None:
-        print(f"wrote {write_json(report, path)}")
+    save_report(report, args.out, args.quick, DEFAULT_OUT)
     return 0
 
 

@@ -34,9 +34,8 @@ from fusedstats.bench.harness import (
     call,
     finish_report,
     new_report,
-    output_path,
     race,
-    write_json,
+    save_report,
 )
 from fusedstats.bench.workloads.tensors import normal_tensors
 
@@ -132,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         f"torch / extended: {over_torch:.1f}x (target >= {TARGET_OVER_TORCH:.0f}x); "
         f"histograms agree: {agree}"
     )
-    path = output_path(args.out, args.quick, DEFAULT_OUT)
-    if path is not None:
-        print(f"wrote {write_json(report, path)}")
+    save_report(report, args.out, args.quick, DEFAULT_OUT)
     return 0 if agree else 1
 
 

@@ -43,9 +43,8 @@ from fusedstats.bench.harness import (
     add_common_arguments,
     finish_report,
     new_report,
-    output_path,
     race,
-    write_json,
+    save_report,
 )
 from fusedstats.demo import DemoConfig, run_demo
 from fusedstats.demo.env import NUM_ACTIONS, OBS_SIZE
@@ -233,9 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         f"target: stats share < {TARGET_STATS_SHARE:.0%} with health on, activations every "
         f"10 steps: {share:.2%} -> {'met' if share < TARGET_STATS_SHARE else 'MISSED'}"
     )
-    path = output_path(args.out, args.quick, DEFAULT_OUT)
-    if path is not None:
-        print(f"wrote {write_json(report, path)}")
+    save_report(report, args.out, args.quick, DEFAULT_OUT)
     return 0
 
 

@@ -52,10 +52,9 @@ from fusedstats.bench.harness import (
     finish_report,
     jsonable,
     new_report,
-    output_path,
     race,
     render_table,
-    write_json,
+    save_report,
 )
 from fusedstats.bench.workloads import logger as w
 
@@ -691,9 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     print_report(report, names)
     if "tensors" in report:
         print_tensor_records(report["tensors"])
-    path = output_path(args.out, args.quick, DEFAULT_OUT)
-    if path is not None:
-        print(f"\nwrote {write_json(report, path)}")
+    save_report(report, args.out, args.quick, DEFAULT_OUT)
     return 0
 
 

@@ -42,10 +42,9 @@ from fusedstats.bench.harness import (
     finish_report,
     fmt_time,
     new_report,
-    output_path,
     race,
     render_table,
-    write_json,
+    save_report,
 )
 from fusedstats.bench.workloads import reporter as w
 from fusedstats.bench.workloads.rollout import N_AGENTS
@@ -229,9 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     report["agreement_with_np_mean"] = compare(fused, result.outputs.get("plain python") or {})
     finish_report(report)
     print_report(report)
-    path = output_path(args.out, args.quick, DEFAULT_OUT)
-    if path is not None:
-        print(f"\nwrote {write_json(report, path)}")
+    save_report(report, args.out, args.quick, DEFAULT_OUT)
     return 0 if not result.errors else 1
 
 

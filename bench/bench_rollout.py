@@ -61,9 +61,8 @@ from fusedstats.bench.harness import (
     add_common_arguments,
     finish_report,
     new_report,
-    output_path,
     render_table,
-    write_json,
+    save_report,
 )
 from fusedstats.bench.workloads.rollout import (
     WAYS,
@@ -264,9 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load average at start / end: {report['machine']['load_average_1_5_15']} / "
         f"{report['load_average_end']}"
     )
-    path = output_path(args.out, args.quick, DEFAULT_OUT)
-    if path is not None:
-        print(f"wrote {write_json(report, path)}")
+    save_report(report, args.out, args.quick, DEFAULT_OUT)
     return 0
 
 

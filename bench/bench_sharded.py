@@ -31,22 +31,21 @@ ranks. Writes JSON (default bench/results/sharded.json; ``--quick`` writes only 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from fusedstats.bench.harness import (
     add_common_arguments,
     finish_report,
+    gloo_world,
+    init_gloo,
     new_report,
-    output_path,
     race,
+    save_report,
     slowest_rank,
-    write_json,
 )
 from fusedstats.bench.workloads.tensors import block_model
 
@@ -119,13 +118,7 @@ def _rank(rank: int, world: int, init_file: str, cfg: dict[str, Any], out: Any) 
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{init_file}",
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=300),
-    )
+    init_gloo(rank, world, init_file, timeout_s=300)
     model = block_model(WIDTH, BLOCKS)
     mesh = init_device_mesh("cpu", (world,))
     for layer in model:
@@ -156,21 +149,7 @@ def _rank(rank: int, world: int, init_file: str, cfg: dict[str, Any], out: Any) 
 
 
 def run_world(world: int, reps: int) -> dict[str, Any]:
-    import torch.multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    with tempfile.TemporaryDirectory() as tmp:
-        init_file = os.path.join(tmp, "rendezvous")
-        procs = [
-            ctx.Process(target=_rank, args=(r, world, init_file, {"reps": reps}, out))
-            for r in range(world)
-        ]
-        for p in procs:
-            p.start()
-        got: dict[str, Any] = out.get(timeout=1800)
-        for p in procs:
-            p.join(timeout=60)
+    got: dict[str, Any] = gloo_world(_rank, world, {"reps": reps})
     med = {name: statistics.median(ts) for name, ts in got["seconds"].items()}
     ratio = med["fusedstats"] / med["norm only"]
     return {
@@ -215,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             f"fusedstats / norm only: {w['fusedstats_over_norm_only']:.2f}x "
             f"(target <= {TARGET_RATIO}x)"
         )
-    path = output_path(args.out, args.quick, DEFAULT_OUT)
-    if path is not None:
-        print(f"wrote {write_json(report, path)}")
+    save_report(report, args.out, args.quick, DEFAULT_OUT)
     return 0
 
 

@@ -58,9 +58,8 @@ from fusedstats.bench.harness import (
     call,
     finish_report,
     new_report,
-    output_path,
     race,
-    write_json,
+    save_report,
 )
 from fusedstats.bench.workloads.reporter import trainer_payloads
 
@@ -472,9 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     finish_report(results)
     print_report(results)
-    path = output_path(args.out, args.quick, DEFAULT_OUT)
-    if path is not None:
-        print(f"\nwrote {write_json(results, path)}")
+    save_report(results, args.out, args.quick, DEFAULT_OUT)
     return 0
 
 

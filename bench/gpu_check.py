@@ -38,9 +38,8 @@ from fusedstats.bench.harness import (
     cuda_event_timer,
     finish_report,
     new_report,
-    output_path,
     race,
-    write_json,
+    save_report,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,9 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     result["throughput"] = throughput(gib, reps)
     result["seconds"] = time.perf_counter() - t0
     finish_report(result)
-    path = output_path(args.out, args.quick, DEFAULT_OUT)
-    if path is not None:
-        print(f"wrote {write_json(result, path)}")
+    save_report(result, args.out, args.quick, DEFAULT_OUT)
     emu = result.get("emulation_vs_gpu", {})
     ok = all(result["repros"].values()) and not emu.get("differences")
     ok = ok and all(r["matches_reference"] for r in result["throughput"])

@@ -34,6 +34,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -357,6 +358,41 @@ def slowest_rank(per_rank: Sequence[Mapping[str, Sequence[float]]]) -> dict[str,
     }
 
 
+def gloo_world(target: Callable[..., None], world: int, cfg: Any, timeout_s: float = 1800) -> Any:
+    """Spawns ``world`` processes running ``target(rank, world, init_file, cfg, queue)``
+    (a ``file://`` rendezvous in a temporary folder, for :func:`init_gloo`) and returns
+    the first object a rank puts on ``queue`` (by convention, rank 0's report).
+    ``target`` must be importable by the spawned processes (module level)."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    with tempfile.TemporaryDirectory() as tmp:
+        init_file = os.path.join(tmp, "rendezvous")
+        procs = [
+            ctx.Process(target=target, args=(r, world, init_file, cfg, queue)) for r in range(world)
+        ]
+        for p in procs:
+            p.start()
+        got = queue.get(timeout=timeout_s)
+        for p in procs:
+            p.join(timeout=60)
+    return got
+
+
+def init_gloo(rank: int, world: int, init_file: str, timeout_s: float) -> None:
+    """Joins the gloo group of :func:`gloo_world` (in a rank's process)."""
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
+
+
 def with_threads(fn: Callable[[], Any], n: int) -> Callable[[], Any]:
     """``fn``, run with ``n`` CPU threads for both torch and fusedstats.
 
@@ -585,6 +621,17 @@ def output_path(out: str | Path | None, quick: bool, default: str | Path) -> Pat
     return None if quick else Path(default)
 
 
+def save_report(
+    report: Mapping[str, Any], out: str | Path | None, quick: bool, default: str | Path
+) -> Path | None:
+    """Writes ``report`` where :func:`output_path` says and prints where; returns the
+    path (None: a quick run without ``out``, nothing written)."""
+    path = output_path(out, quick, default)
+    if path is not None:
+        print(f"\nwrote {write_json(report, path)}")
+    return path
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, default_out: str | Path) -> None:
     """``--quick`` and ``--out`` as every benchmark script has them."""
     parser.add_argument(
@@ -640,7 +687,9 @@ __all__ = [
     "cuda_event_timer",
     "finish_report",
     "fmt_time",
+    "gloo_world",
     "host_info",
+    "init_gloo",
     "jsonable",
     "load_average",
     "machine_info",
@@ -648,6 +697,7 @@ __all__ = [
     "output_path",
     "race",
     "render_table",
+    "save_report",
     "slowest_rank",
     "version",
     "with_threads",

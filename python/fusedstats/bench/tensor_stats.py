@@ -44,10 +44,9 @@ from .harness import (
     call,
     finish_report,
     new_report,
-    output_path,
     race,
+    save_report,
     with_threads,
-    write_json,
 )
 from .workloads.tensors import make_tensors, nbytes_of, transpose_every_other
 
@@ -615,9 +614,7 @@ def main_from_args(args: argparse.Namespace) -> int:
     if result is None:
         return 0
     print(format_table(result))
-    out = output_path(args.out, args.quick, args.default_out)
-    if out is not None:
-        print(f"\nwrote {write_json(result, out)}")
+    save_report(result, args.out, args.quick, args.default_out)
     return 0
 
 
