@@ -25,10 +25,13 @@ from fusedstats.bench.harness import (
     Race,
     call,
     checkout_state,
+    gloo_world,
+    init_gloo,
     jsonable,
     machine_info,
     output_path,
     race,
+    save_report,
     slowest_rank,
     version,
     with_threads,
@@ -353,3 +356,30 @@ def test_write_json_creates_the_folder_and_output_path_keeps_quick_runs_apart(tm
     assert output_path(None, quick=True, default="d.json") is None
     assert output_path(None, quick=False, default="d.json") == Path("d.json")
     assert output_path("o.json", quick=True, default="d.json") == Path("o.json")
+
+
+def test_save_report_writes_where_output_path_says(tmp_path, capsys):
+    default = tmp_path / "d.json"
+    assert save_report({"x": 1}, None, True, default) is None  # quick: nothing written
+    assert not default.exists() and "wrote" not in capsys.readouterr().out
+    assert save_report({"x": 1}, None, False, default) == default
+    assert json.loads(default.read_text()) == {"x": 1}
+    assert f"wrote {default}" in capsys.readouterr().out
+
+
+def _sum_of_ranks(rank, world, init_file, cfg, queue):
+    import torch
+    import torch.distributed as dist
+
+    init_gloo(rank, world, init_file, timeout_s=60)
+    t = torch.tensor([float(rank + cfg["add"])])
+    dist.all_reduce(t)
+    if rank == 0:
+        queue.put({"sum": t.item(), "world": dist.get_world_size()})
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_gloo_world_spawns_the_ranks_and_returns_rank_0s_report():
+    got = gloo_world(_sum_of_ranks, 3, {"add": 10}, timeout_s=120)
+    assert got == {"sum": 0 + 1 + 2 + 3 * 10, "world": 3}
