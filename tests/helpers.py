@@ -161,16 +161,22 @@ def assert_matches_reference(
     assert_rows_close(buffer, expected, rtols, labels)
 
 
-def extended_mismatch(field: str, got: float, want: float, rtol: float) -> str:
+def extended_mismatch(
+    field: str, got: float, want: float, rtol: float, kurtosis_scale: float = 4.0
+) -> str:
     """Why an extended column ``got`` is not within tolerance of ``want``; empty when it is.
 
     Format fractions and the smallest nonzero |x| are exact; the dynamic range is a
     difference of two correctly rounded log2; kurtosis is a ratio of moments, each
-    within ``rtol`` (float64 sums of the widened data)."""
+    within ``rtol`` (float64 sums of the widened data): m4/m2² carries m2's relative
+    error twice and m4's once, so ``kurtosis_scale * rtol * (|kurtosis| + 3)``
+    (statistics merged over many calls, as the watch does, take a larger scale)."""
     if math.isnan(want) or math.isnan(got):
         return "" if math.isnan(want) and math.isnan(got) else f"got {got!r}, expected {want!r}"
+    if math.isinf(want) or math.isinf(got):
+        return "" if got == want else f"got {got!r}, expected {want!r}"
     if field == "kurtosis":
-        tol = 4 * rtol * (abs(want) + 3.0)
+        tol = kurtosis_scale * rtol * (abs(want) + 3.0)
     elif field == "dynamic_range_log2":
         tol = 1e-12 * max(1.0, abs(want))
     else:

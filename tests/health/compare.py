@@ -3,13 +3,12 @@ statistics by the pure-torch reference, and dormant fractions computed directly.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
 import torch
-from tests.helpers import field_mismatch
+from tests.helpers import extended_mismatch, field_mismatch
 
 from fusedstats import EXTENDED_FIELDS, FIELDS
 from fusedstats.kernels import reference
@@ -55,20 +54,8 @@ def rtol_of(tensors: list[torch.Tensor]) -> float:
     return 1e-9 if all(t.dtype == torch.float64 for t in tensors) else 1e-6
 
 
-def extended_mismatch(field: str, got: float, want: dict[str, float], rtol: float) -> str:
-    value = want[field]
-    if math.isnan(value) or math.isnan(got):
-        return "" if math.isnan(value) and math.isnan(got) else f"got {got!r}, expected {value!r}"
-    if field == "kurtosis":
-        # m4/m2^2 carries the relative error of m2 twice (and of m4): scale by kurtosis + 3.
-        tol = 20 * rtol * (abs(value) + 3.0)
-    elif field == "dynamic_range_log2":
-        tol = 1e-12 * max(1.0, abs(value))
-    else:
-        tol = 0.0  # min_abs_nonzero and the fractions are exact
-    if math.isinf(value) or math.isinf(got):
-        return "" if got == value else f"got {got!r}, expected {value!r}"
-    return "" if abs(got - value) <= tol else f"got {got!r}, expected {value!r} (tol {tol:.3g})"
+#: Kurtosis tolerance scale for statistics merged over a module's calls and steps.
+KURTOSIS_SCALE = 20.0
 
 
 def assert_stats_match(
@@ -84,7 +71,7 @@ def assert_stats_match(
             problems.append(f"{base}/{f}: {why}")
     if extended:
         for f in EXTENDED_FIELDS:
-            why = extended_mismatch(f, stats[f"{base}/{f}"], want, rtol)
+            why = extended_mismatch(f, stats[f"{base}/{f}"], want[f], rtol, KURTOSIS_SCALE)
             if why:
                 problems.append(f"{base}/{f}: {why}")
     assert not problems, "\n".join(problems)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.health.compare import expected, extended_mismatch
-from tests.helpers import field_mismatch, property_settings
+from tests.health.compare import KURTOSIS_SCALE, expected
+from tests.helpers import extended_mismatch, field_mismatch, property_settings
 
 import fusedstats
 from fusedstats import COLUMNS, EXTENDED_COLUMNS, EXTENDED_FIELDS, FIELDS
@@ -111,7 +111,7 @@ def _mismatches(
         if why:
             problems.append(f"{label} {f}: {why}")
     for f in EXTENDED_FIELDS if extended else ():
-        why = "" if f in skip else extended_mismatch(f, got[f], reference, rtol)
+        why = "" if f in skip else extended_mismatch(f, got[f], reference[f], rtol, KURTOSIS_SCALE)
         if why:
             problems.append(f"{label} {f}: {why}")
     return problems

@@ -176,3 +176,17 @@ def mismatches(stats: Any, ref: Reference) -> list[str]:
         elif not np.array_equal(arr, values, equal_nan=True):
             errors.append(f"get({k}): got {arr.tolist()}, want {values.tolist()}")
     return errors
+
+
+def check(*batches: Any) -> Any:
+    """Adds every batch to a fresh RolloutStats and to the reference; they must agree.
+    Returns the RolloutStats."""
+    from fusedstats.rollout import RolloutStats
+
+    stats, ref = RolloutStats(), Reference()
+    for infos in batches:
+        stats.add(infos)
+        ref.add(infos)
+    errors = mismatches(stats, ref)
+    assert not errors, "\n".join(errors)
+    return stats

@@ -22,21 +22,11 @@ import numpy as np
 import pytest
 import torch
 from tests.rollout import hostile
-from tests.rollout.reference import Reference, mismatches
+from tests.rollout.reference import check
 
 from fusedstats.rollout import RolloutStats
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def check(*batches: Any) -> RolloutStats:
-    stats, ref = RolloutStats(), Reference()
-    for infos in batches:
-        stats.add(infos)
-        ref.add(infos)
-    errors = mismatches(stats, ref)
-    assert not errors, "\n".join(errors)
-    return stats
 
 
 class Color(enum.Enum):

@@ -12,20 +12,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from tests.rollout.reference import Reference, mismatches
+from tests.rollout.reference import check
 
 from fusedstats.rollout import RolloutStats, warmup
-
-
-def check(*batches: list) -> RolloutStats:
-    """Adds every batch to a RolloutStats and to the reference; they must agree."""
-    stats, ref = RolloutStats(), Reference()
-    for infos in batches:
-        stats.add(infos)
-        ref.add(infos)
-    errors = mismatches(stats, ref)
-    assert not errors, "\n".join(errors)
-    return stats
 
 
 def test_contract_on_a_small_example() -> None:
