@@ -158,3 +158,13 @@ def test_bad_accumulators_and_inputs_are_refused():
         _core.unit_abs_sums(x.data_ptr(), 0, -4, 3, 1, acc.data_ptr())
     with pytest.raises(ValueError, match="overflows"):
         _core.unit_abs_sums(x.data_ptr(), 0, 2**40, 2**20, 2**10, acc.data_ptr())
+
+
+def test_a_prepared_descriptor_reads_the_same_values():
+    from fusedstats.kernels import inputs
+
+    x = torch.randn(9, 7, 5).transpose(0, 2)  # not contiguous: the descriptor is a copy
+    want = unit_sums(x, 1)
+    got = torch.zeros(7, dtype=torch.float64)
+    add_unit_abs_sums(x, 1, got, True, inputs.prepare([x], None))
+    np.testing.assert_array_equal(got.numpy(), want.numpy())

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..kernels.columns import EXTENDED_COLUMN_INDEX, EXTENDED_FIELDS, FIELDS
+from ..kernels.inputs import Prepared
 from .arena import Arena
 from .units import add_unit_abs_sums
 
@@ -398,13 +399,15 @@ class WatchHandle:
         if slot is None:
             return
         x = x.detach()
-        slot.arena.record(slot.row, x, slot.fresh)
+        prep = slot.arena.record(slot.row, x, slot.fresh)
         if module is not None and slot.units != -1:
-            self._record_units(slot, x, module, key)
+            self._record_units(slot, x, module, key, prep)
         slot.fresh = False
         slot.calls += 1
 
-    def _record_units(self, slot: _Slot, x: Any, module: Any, key: str) -> None:
+    def _record_units(
+        self, slot: _Slot, x: Any, module: Any, key: str, prep: Prepared | None
+    ) -> None:
         """Adds Σ|x| per unit to the slot's device buffer (ReDo's dormant units)."""
         torch = self._torch
         dim = slot.unit_dim if slot.unit_dim is not None else default_unit_dim(module, x)
@@ -426,7 +429,7 @@ class WatchHandle:
             slot.unit_sums = torch.zeros(units, dtype=torch.float64, device=x.device)
         if units == 0 or x.numel() == 0:
             return
-        add_unit_abs_sums(x, dim, slot.unit_sums, slot.unit_elems == 0)
+        add_unit_abs_sums(x, dim, slot.unit_sums, slot.unit_elems == 0, prep)
         slot.unit_elems += x.numel() // units
 
     # ---- reading ---------------------------------------------------------------------

@@ -119,13 +119,15 @@ class Arena:
         held = (self._records, self._state, self._hist)
         return sum(int(t.numel() * t.element_size()) for t in held if t is not None)
 
-    def record(self, row: int, x: Any, first: bool) -> None:
+    def record(self, row: int, x: Any, first: bool) -> inputs.Prepared | None:
         """Merges the statistics of tensor ``x`` into ``row`` (``first``: replaces what
-        the row held). On the device, no host sync; ``x`` is not kept."""
+        the row held). On the device, no host sync; ``x`` is not kept. Returns the
+        checked descriptor of ``x`` the kernel read (``"records"`` backend), for other
+        reads of the same tensor; None otherwise."""
         if self.backend == "records":
             prep = inputs.prepare([x], None)
             dispatch.records(prep, 0.0, self.extended, self._records[row : row + 1], not first)
-            return
+            return prep
         import torch
 
         state = self._state[row]
@@ -138,6 +140,7 @@ class Arena:
                 hist.zero_()
         with torch.no_grad():
             device_records.merge_into(state, device_records.partial(x, self.extended, hist))
+        return None
 
     def rows(self, rows: list[int]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
         """The ``tensor_stats`` rows (``[len(rows), width]`` float64; width with the

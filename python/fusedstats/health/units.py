@@ -18,10 +18,14 @@ from .. import _native
 from ..kernels import inputs
 
 
-def add_unit_abs_sums(x: Any, dim: int, acc: Any, first: bool) -> None:
+def add_unit_abs_sums(
+    x: Any, dim: int, acc: Any, first: bool, prepared: inputs.Prepared | None = None
+) -> None:
     """``acc[u] = (acc[u] if not first else 0) + sum of |x| over every dim but ``dim``,
     at index u along ``dim``. ``acc``: float64 ``[x.shape[dim]]`` on x's device
-    (contiguous). NaN and Inf propagate into their unit's sum.
+    (contiguous). NaN and Inf propagate into their unit's sum. ``prepared``: the
+    checked descriptor of ``x`` when the caller has one (``inputs.prepare([x])``, as
+    the watch's records pass made it), so that ``x`` is not checked twice.
 
     Raises:
         TypeError: ``x`` is not a tensor whose memory can be read safely (see
@@ -60,7 +64,8 @@ def add_unit_abs_sums(x: Any, dim: int, acc: Any, first: bool) -> None:
         else:
             acc.add_(part)
         return
-    prep = inputs.prepare([x], ["the output"])  # checked memory; contiguous (copied if not)
+    # Checked memory; contiguous (a copy if x is not).
+    prep = prepared if prepared is not None else inputs.prepare([x], ["the output"])
     if first:
         acc.zero_()
     _native.core.unit_abs_sums(prep.ptrs[0], prep.dtypes[0], before, units, after, acc.data_ptr())
